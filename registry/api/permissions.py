@@ -1,0 +1,14 @@
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from registry.roles import can_push
+
+
+class CanPushOrReadOnly(BasePermission):
+    """Anyone signed in reads; only engineers and admins push new versions."""
+
+    message = "pushing versions needs the engineer or admin role"
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in SAFE_METHODS or can_push(request.user)

@@ -1,0 +1,183 @@
+import json
+
+from rest_framework import serializers
+
+from registry.models import AdapterVersion, BaseModelVersion, Status
+
+
+class FileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class BaseVersionSerializer(serializers.ModelSerializer):
+    ref = serializers.CharField(read_only=True)
+    digest_ref = serializers.CharField(read_only=True)
+    namespace = serializers.CharField(source="base_model.namespace")
+    name = serializers.CharField(source="base_model.name")
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = BaseModelVersion
+        fields = [
+            "id",
+            "ref",
+            "digest_ref",
+            "namespace",
+            "name",
+            "number",
+            "digest",
+            "status",
+            "status_reason",
+            "architecture",
+            "model_type",
+            "hidden_size",
+            "num_layers",
+            "parameter_count",
+            "dtype",
+            "total_bytes",
+            "created_at",
+            "created_by",
+        ]
+
+
+class BaseVersionDetailSerializer(BaseVersionSerializer):
+    files = FileSerializer(many=True)
+    adapter_count = serializers.IntegerField(read_only=True)
+
+    class Meta(BaseVersionSerializer.Meta):
+        fields = BaseVersionSerializer.Meta.fields + ["config", "files", "adapter_count"]
+
+
+class VersionLinkSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    ref = serializers.CharField()
+    digest = serializers.CharField()
+
+
+class ProvenanceSerializer(serializers.Serializer):
+    mlflow_run_id = serializers.CharField()
+    mlflow_run_uri = serializers.CharField()
+    dataset_name = serializers.CharField()
+    dataset_digest = serializers.CharField()
+    code_commit = serializers.CharField()
+    params = serializers.JSONField(source="training_params")
+
+
+class AdapterVersionSerializer(serializers.ModelSerializer):
+    ref = serializers.CharField(read_only=True)
+    digest_ref = serializers.CharField(read_only=True)
+    namespace = serializers.CharField(source="adapter.namespace")
+    name = serializers.CharField(source="adapter.name")
+    base = VersionLinkSerializer(source="base_version")
+    parent = VersionLinkSerializer(allow_null=True)
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = AdapterVersion
+        fields = [
+            "id",
+            "ref",
+            "digest_ref",
+            "namespace",
+            "name",
+            "number",
+            "digest",
+            "status",
+            "status_reason",
+            "base",
+            "parent",
+            "peft_type",
+            "r",
+            "lora_alpha",
+            "target_modules",
+            "modules_to_save",
+            "use_dora",
+            "use_rslora",
+            "tensor_count",
+            "parameter_count",
+            "total_bytes",
+            "dtypes",
+            "created_at",
+            "created_by",
+        ]
+
+
+class AdapterVersionDetailSerializer(AdapterVersionSerializer):
+    files = FileSerializer(many=True)
+    provenance = ProvenanceSerializer(source="*")
+
+    class Meta(AdapterVersionSerializer.Meta):
+        fields = AdapterVersionSerializer.Meta.fields + ["provenance", "config", "files"]
+
+
+class LineageNodeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    ref = serializers.CharField()
+    digest = serializers.CharField()
+    status = serializers.CharField()
+
+
+class LineageEdgeSerializer(serializers.Serializer):
+    source = serializers.CharField(source="from")
+    target = serializers.CharField(source="to")
+    kind = serializers.CharField()
+
+
+class LineageSerializer(serializers.Serializer):
+    root = serializers.UUIDField()
+    nodes = LineageNodeSerializer(many=True)
+    edges = LineageEdgeSerializer(many=True)
+
+
+class _JSONObjectField(serializers.Field):
+    """A JSON object sent as a multipart text field."""
+
+    default_error_messages = {"invalid": "must be a JSON object"}
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            return data
+        try:
+            value = json.loads(data)
+        except (TypeError, ValueError):
+            self.fail("invalid")
+        if not isinstance(value, dict):
+            self.fail("invalid")
+        return value
+
+    def to_representation(self, value):
+        return value
+
+
+class BaseUploadSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=300, help_text="namespace/name")
+    file = serializers.ListField(
+        child=serializers.FileField(), required=False, help_text="The files, each as a 'file' part"
+    )
+
+
+class AdapterUploadSerializer(BaseUploadSerializer):
+    base = serializers.CharField(max_length=300, help_text="Reference to the base model version it was trained on")
+    parent = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    provenance = _JSONObjectField(required=False, help_text="JSON: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params")
+
+
+class AdapterListFilterSerializer(serializers.Serializer):
+    namespace = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True)
+    base = serializers.CharField(required=False, allow_blank=True, help_text="Reference to a base model version")
+    status = serializers.ChoiceField(choices=Status.choices, required=False, allow_blank=True)
+    peft_type = serializers.CharField(required=False, allow_blank=True)
+    r = serializers.IntegerField(required=False, min_value=1)
+    search = serializers.CharField(required=False, allow_blank=True)
+
+
+class BaseListFilterSerializer(serializers.Serializer):
+    namespace = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True)
+    architecture = serializers.CharField(required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=Status.choices, required=False, allow_blank=True)
+    search = serializers.CharField(required=False, allow_blank=True)

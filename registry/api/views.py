@@ -1,0 +1,152 @@
+"""REST API views: validate input, call a service or selector, serialize the result."""
+
+from django.db.models import Count
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry import selectors
+from registry.api import serializers as s
+from registry.api.pagination import VersionCursorPagination
+from registry.api.permissions import CanPushOrReadOnly
+from registry.models import AdapterVersion
+from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+from registry.uploads import StreamingMultiPartParser, incoming_files, upload_scope
+
+
+class TokenObtainView(APIView):
+    """Exchange a username and password for an API token."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=AuthTokenSerializer, responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}})
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+def _paginated(view: APIView, request, queryset, serializer_class) -> Response:
+    paginator = VersionCursorPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def _upload_response(result, serializer_class) -> Response:
+    code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+    return Response(serializer_class(result.version).data, status=code)
+
+
+class BaseVersionListView(APIView):
+    permission_classes = [CanPushOrReadOnly]
+    parser_classes = [StreamingMultiPartParser]
+
+    @extend_schema(parameters=[s.BaseListFilterSerializer], responses=s.BaseVersionSerializer(many=True))
+    def get(self, request):
+        filters = s.BaseListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = selectors.base_version_list(**filters.validated_data)
+        return _paginated(self, request, queryset, s.BaseVersionSerializer)
+
+    @extend_schema(request={"multipart/form-data": s.BaseUploadSerializer}, responses={201: s.BaseVersionDetailSerializer, 200: s.BaseVersionDetailSerializer})
+    def post(self, request):
+        """Upload a base model version (Hugging Face layout); re-uploading the same files returns the existing version."""
+        with upload_scope(request):
+            form = s.BaseUploadSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            result = base_model_version_ingest(
+                name=form.validated_data["name"], files=incoming_files(request), user=request.user
+            )
+        version = selectors.base_version_queryset().annotate(adapter_count=Count("adapter_versions")).prefetch_related("files").get(pk=result.version.pk)
+        result.version = version
+        return _upload_response(result, s.BaseVersionDetailSerializer)
+
+
+class BaseVersionDetailView(APIView):
+    @extend_schema(responses=s.BaseVersionDetailSerializer)
+    def get(self, request, ref):
+        version = selectors.base_version_get(ref)
+        version.adapter_count = version.adapter_versions.count()
+        return Response(s.BaseVersionDetailSerializer(version).data)
+
+
+class BaseVersionAdaptersView(APIView):
+    """Adapter versions trained on this base version."""
+
+    @extend_schema(parameters=[s.AdapterListFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
+    def get(self, request, ref):
+        base = selectors.base_version_get(ref)
+        return _paginated(self, request, selectors.adapter_version_list(base=base), s.AdapterVersionSerializer)
+
+
+class AdapterVersionListView(APIView):
+    permission_classes = [CanPushOrReadOnly]
+    parser_classes = [StreamingMultiPartParser]
+
+    @extend_schema(parameters=[s.AdapterListFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
+    def get(self, request):
+        filters = s.AdapterListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = dict(filters.validated_data)
+        base_ref = params.pop("base", "")
+        base = selectors.base_version_get(base_ref) if base_ref else None
+        queryset = selectors.adapter_version_list(base=base, **params)
+        return _paginated(self, request, queryset, s.AdapterVersionSerializer)
+
+    @extend_schema(request={"multipart/form-data": s.AdapterUploadSerializer}, responses={201: s.AdapterVersionDetailSerializer, 200: s.AdapterVersionDetailSerializer})
+    def post(self, request):
+        """Upload an adapter version (PEFT layout) trained on `base`; re-uploading the same files returns the existing version."""
+        with upload_scope(request):
+            form = s.AdapterUploadSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            data = form.validated_data
+            result = adapter_version_ingest(
+                name=data["name"],
+                files=incoming_files(request),
+                base_ref=data["base"],
+                parent_ref=data.get("parent") or None,
+                provenance=data.get("provenance"),
+                user=request.user,
+            )
+        result.version = selectors.adapter_version_queryset().prefetch_related("files").get(pk=result.version.pk)
+        return _upload_response(result, s.AdapterVersionDetailSerializer)
+
+
+class AdapterVersionDetailView(APIView):
+    @extend_schema(responses=s.AdapterVersionDetailSerializer)
+    def get(self, request, ref):
+        return Response(s.AdapterVersionDetailSerializer(selectors.adapter_version_get(ref)).data)
+
+
+def _lineage_payload(lineage: selectors.Lineage) -> dict:
+    nodes = [
+        {"id": b.id, "kind": "base", "ref": b.ref, "digest": b.digest, "status": b.status} for b in lineage.bases
+    ] + [
+        {"id": a.id, "kind": "adapter", "ref": a.ref, "digest": a.digest, "status": a.status} for a in lineage.adapters
+    ]
+    return s.LineageSerializer({"root": lineage.root.id, "nodes": nodes, "edges": lineage.edges}).data
+
+
+class AdapterVersionLineageView(APIView):
+    """Ancestors (parents and base) and descendants (children, recursively) of an adapter version."""
+
+    @extend_schema(responses=s.LineageSerializer)
+    def get(self, request, ref):
+        version: AdapterVersion = selectors.adapter_version_get(ref)
+        return Response(_lineage_payload(selectors.adapter_version_lineage(version)))
+
+
+class BaseVersionLineageView(APIView):
+    """A base version and every adapter version built on it."""
+
+    @extend_schema(responses=s.LineageSerializer)
+    def get(self, request, ref):
+        return Response(_lineage_payload(selectors.base_version_lineage(selectors.base_version_get(ref))))
+
+

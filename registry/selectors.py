@@ -1,0 +1,159 @@
+"""Reads that are more than a plain lookup: resolving references, lists, lineage."""
+
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from registry.errors import NotFound
+from registry.models import AdapterVersion, BaseModelVersion
+from registry.refs import parse_ref
+
+LATEST_ALIAS = "latest"
+
+
+def base_version_queryset() -> QuerySet[BaseModelVersion]:
+    return BaseModelVersion.objects.select_related("base_model", "created_by")
+
+
+def adapter_version_queryset() -> QuerySet[AdapterVersion]:
+    return AdapterVersion.objects.select_related(
+        "adapter", "created_by", "base_version__base_model", "parent__adapter"
+    )
+
+
+def _resolve(queryset: QuerySet, ref_text: str, repository_field: str, kind: str):
+    ref = parse_ref(ref_text)
+    if ref.id is not None:
+        found = queryset.filter(id=ref.id).first()
+    else:
+        named = queryset.filter(**{f"{repository_field}__namespace": ref.namespace, f"{repository_field}__name": ref.name})
+        if ref.number is not None:
+            found = named.filter(number=ref.number).first()
+        elif ref.digest is not None:
+            found = named.filter(digest=ref.digest).first()
+        elif ref.alias is not None and ref.alias != LATEST_ALIAS:
+            found = named.filter(aliases__name=ref.alias).first() if kind == "adapter" else None
+        else:
+            found = named.order_by("-number").first()
+    if found is None:
+        raise NotFound(f"{kind}_not_found", f"no {kind} version matches {ref.text!r}", ref=ref.text)
+    return found
+
+
+def base_version_get(ref: str) -> BaseModelVersion:
+    return _resolve(base_version_queryset(), ref, "base_model", "base")
+
+
+def adapter_version_get(ref: str) -> AdapterVersion:
+    return _resolve(adapter_version_queryset(), ref, "adapter", "adapter")
+
+
+def base_version_list(*, namespace: str = "", name: str = "", architecture: str = "", status: str = "", search: str = "") -> QuerySet[BaseModelVersion]:
+    queryset = base_version_queryset()
+    if namespace:
+        queryset = queryset.filter(base_model__namespace=namespace)
+    if name:
+        queryset = queryset.filter(base_model__name=name)
+    if architecture:
+        queryset = queryset.filter(architecture=architecture)
+    if status:
+        queryset = queryset.filter(status=status)
+    if search:
+        queryset = queryset.filter(base_model__name__icontains=search)
+    return queryset
+
+
+def adapter_version_list(
+    *,
+    namespace: str = "",
+    name: str = "",
+    base: BaseModelVersion | None = None,
+    status: str = "",
+    peft_type: str = "",
+    r: int | None = None,
+    search: str = "",
+) -> QuerySet[AdapterVersion]:
+    queryset = adapter_version_queryset()
+    if namespace:
+        queryset = queryset.filter(adapter__namespace=namespace)
+    if name:
+        queryset = queryset.filter(adapter__name=name)
+    if base is not None:
+        queryset = queryset.filter(base_version=base)
+    if status:
+        queryset = queryset.filter(status=status)
+    if peft_type:
+        queryset = queryset.filter(peft_type=peft_type.upper())
+    if r is not None:
+        queryset = queryset.filter(r=r)
+    if search:
+        queryset = queryset.filter(adapter__name__icontains=search)
+    return queryset
+
+
+# --- Lineage ------------------------------------------------------------------------
+
+_ANCESTORS_SQL = """
+WITH RECURSIVE chain(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM registry_adapterversion WHERE id = %s
+    UNION ALL
+    SELECT av.id, av.parent_id, chain.depth + 1
+    FROM registry_adapterversion av JOIN chain ON av.id = chain.parent_id
+    WHERE chain.depth < 1000
+)
+SELECT id FROM chain
+"""
+
+_DESCENDANTS_SQL = """
+WITH RECURSIVE tree(id, depth) AS (
+    SELECT id, 0 FROM registry_adapterversion WHERE {start}
+    UNION ALL
+    SELECT av.id, tree.depth + 1
+    FROM registry_adapterversion av JOIN tree ON av.parent_id = tree.id
+    WHERE tree.depth < 1000
+)
+SELECT DISTINCT id FROM tree
+"""
+
+
+def _ids(sql: str, params: list) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class Lineage:
+    """A graph of one base version and adapter versions, with edges child -> what it builds on."""
+
+    root: object
+    bases: list[BaseModelVersion] = field(default_factory=list)
+    adapters: list[AdapterVersion] = field(default_factory=list)
+
+    @property
+    def edges(self) -> list[dict]:
+        edges = []
+        for adapter in self.adapters:
+            if adapter.parent_id is not None:
+                edges.append({"from": str(adapter.id), "to": str(adapter.parent_id), "kind": "parent"})
+            else:
+                edges.append({"from": str(adapter.id), "to": str(adapter.base_version_id), "kind": "base"})
+        return edges
+
+
+def adapter_version_lineage(version: AdapterVersion) -> Lineage:
+    """Ancestors (parent chain and its base) and every descendant of `version`."""
+    ancestor_ids = _ids(_ANCESTORS_SQL, [version.id])
+    descendant_ids = _ids(_DESCENDANTS_SQL.format(start="id = %s"), [version.id])
+    adapters = list(adapter_version_queryset().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at"))
+    base_ids = {a.base_version_id for a in adapters}
+    bases = list(base_version_queryset().filter(id__in=base_ids))
+    return Lineage(root=version, bases=bases, adapters=adapters)
+
+
+def base_version_lineage(version: BaseModelVersion) -> Lineage:
+    """A base version and every adapter version built on it, directly or through parents."""
+    ids = _ids(_DESCENDANTS_SQL.format(start="base_version_id = %s"), [version.id])
+    adapters = list(adapter_version_queryset().filter(id__in=ids).order_by("created_at"))
+    return Lineage(root=version, bases=[version], adapters=adapters)

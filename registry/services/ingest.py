@@ -1,0 +1,253 @@
+"""Ingest of base model and adapter versions: validate, store blobs, record rows.
+
+Order matters for "nothing half-written": everything is validated from the
+temporary files first; then blobs are moved into the content-addressed store;
+then the rows are written in one transaction. If that transaction fails, the
+blobs this call created are removed again unless another version uses them.
+"""
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from registry.errors import Conflict, InvalidArtifact, RegistryError
+from registry.formats.artifact import (
+    AdapterSummary,
+    IncomingFile,
+    validate_adapter_upload,
+    validate_base_upload,
+)
+from registry.models import (
+    Adapter,
+    AdapterFile,
+    AdapterVersion,
+    BaseModel,
+    BaseModelFile,
+    BaseModelVersion,
+    Blob,
+    Status,
+)
+from registry.refs import parse_name
+from registry.selectors import adapter_version_get, base_version_get
+from registry.storage import get_blob_store
+
+PROVENANCE_FIELDS = {
+    "mlflow_run_id": 64,
+    "mlflow_run_uri": 512,
+    "dataset_name": 256,
+    "dataset_digest": 128,
+    "code_commit": 64,
+}
+
+
+@dataclass
+class IngestResult:
+    version: BaseModelVersion | AdapterVersion
+    created: bool
+
+
+def _store_blobs(files: list[IncomingFile]) -> list[str]:
+    """Move every file into the blob store; return the digests this call newly created."""
+    store = get_blob_store()
+    created = []
+    for incoming in files:
+        if store.put_file(incoming.sha256, incoming.temp_path):
+            created.append(incoming.sha256)
+    return created
+
+
+def _discard_blobs(digests: list[str]) -> None:
+    store = get_blob_store()
+    referenced = set(Blob.objects.filter(sha256__in=digests).values_list("sha256", flat=True))
+    for digest in digests:
+        if digest not in referenced:
+            store.delete(digest)
+
+
+def _record_blobs(files: list[IncomingFile]) -> None:
+    Blob.objects.bulk_create(
+        [Blob(sha256=f.sha256, size=f.size) for f in files], ignore_conflicts=True
+    )
+
+
+def _next_number(versions) -> int:
+    return (versions.aggregate(highest=Max("number"))["highest"] or 0) + 1
+
+
+def _locked_repository(model, namespace: str, name: str, user):
+    repository, _ = model.objects.get_or_create(namespace=namespace, name=name, defaults={"created_by": user})
+    # Serialises version numbering (and the idempotency check) per name.
+    return model.objects.select_for_update().get(pk=repository.pk)
+
+
+def _with_blobs(files: list[IncomingFile], write_rows):
+    """Store blobs, then write rows; undo the new blobs if the rows cannot be written."""
+    new_blobs = _store_blobs(files)
+    try:
+        return write_rows()
+    except BaseException:
+        _discard_blobs(new_blobs)
+        raise
+
+
+# --- Base models ---------------------------------------------------------------------
+
+
+def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: AbstractBaseUser | None) -> IngestResult:
+    namespace, short_name = parse_name(name)
+    summary = validate_base_upload(files)
+    existing = BaseModelVersion.objects.filter(
+        base_model__namespace=namespace, base_model__name=short_name, digest=summary.digest
+    ).first()
+    if existing is not None:
+        return IngestResult(existing, created=False)
+
+    @transaction.atomic
+    def write_rows() -> IngestResult:
+        base_model = _locked_repository(BaseModel, namespace, short_name, user)
+        existing = base_model.versions.filter(digest=summary.digest).first()
+        if existing is not None:
+            return IngestResult(existing, created=False)
+        version = BaseModelVersion.objects.create(
+            base_model=base_model,
+            number=_next_number(base_model.versions),
+            digest=summary.digest,
+            status=Status.READY,  # base models are fully checked by static validation
+            total_bytes=summary.total_bytes,
+            parameter_count=summary.parameter_count,
+            architecture=summary.architecture,
+            model_type=summary.model_type,
+            hidden_size=summary.hidden_size,
+            num_layers=summary.num_layers,
+            dtype=summary.dtype,
+            config=summary.config,
+            created_by=user,
+        )
+        _record_blobs(files)
+        BaseModelFile.objects.bulk_create(
+            [BaseModelFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
+        )
+        return IngestResult(version, created=True)
+
+    return _with_blobs(files, write_rows)
+
+
+# --- Adapters --------------------------------------------------------------------------
+
+
+def _clean_provenance(provenance: dict | None) -> dict:
+    provenance = provenance or {}
+    if not isinstance(provenance, dict):
+        raise InvalidArtifact("provenance_invalid", "provenance must be a JSON object")
+    allowed = set(PROVENANCE_FIELDS) | {"params"}
+    unknown = sorted(set(provenance) - allowed)
+    if unknown:
+        raise InvalidArtifact(
+            "provenance_invalid", f"unknown provenance field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
+        )
+    cleaned = {}
+    for key, max_length in PROVENANCE_FIELDS.items():
+        value = provenance.get(key, "")
+        if not isinstance(value, str) or len(value) > max_length:
+            raise InvalidArtifact("provenance_invalid", f"provenance {key!r} must be a string of at most {max_length} characters")
+        cleaned[key] = value
+    params = provenance.get("params", {})
+    if not isinstance(params, dict):
+        raise InvalidArtifact("provenance_invalid", "provenance 'params' must be a JSON object")
+    cleaned["training_params"] = params
+    return cleaned
+
+
+def _resolve_lineage(base_ref: str, parent_ref: str | None):
+    if not base_ref:
+        raise InvalidArtifact("base_required", "an adapter needs --base / 'base': the base model version it was trained on")
+    try:
+        base_version = base_version_get(base_ref)
+    except RegistryError as exc:
+        raise InvalidArtifact("base_not_found", f"base {base_ref!r} does not resolve: {exc.message}", ref=base_ref) from None
+    parent = None
+    if parent_ref:
+        try:
+            parent = adapter_version_get(parent_ref)
+        except RegistryError as exc:
+            raise InvalidArtifact("parent_not_found", f"parent {parent_ref!r} does not resolve: {exc.message}", ref=parent_ref) from None
+    return base_version, parent
+
+
+def _check_existing_matches(existing: AdapterVersion, base_version, parent) -> IngestResult:
+    if existing.base_version_id != base_version.id or (parent and existing.parent_id != parent.id):
+        raise Conflict(
+            "adapter_lineage_conflict",
+            f"these files are already {existing.ref}, recorded on base {existing.base_version.ref}; "
+            "the same content cannot be registered with a different base or parent",
+            existing=existing.ref,
+        )
+    return IngestResult(existing, created=False)
+
+
+def _adapter_version_fields(summary: AdapterSummary) -> dict:
+    config = summary.config
+    return {
+        "digest": summary.digest,
+        "status": Status.RECEIVED,  # compatibility checks on workers move it on
+        "total_bytes": summary.total_bytes,
+        "parameter_count": summary.parameter_count,
+        "peft_type": config.peft_type,
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "target_modules": config.target_modules,
+        "modules_to_save": config.modules_to_save,
+        "use_dora": config.use_dora,
+        "use_rslora": config.use_rslora,
+        "tensor_count": summary.tensor_count,
+        "dtypes": summary.dtypes,
+        "config": config.raw,
+    }
+
+
+def adapter_version_ingest(
+    *,
+    name: str,
+    files: list[IncomingFile],
+    base_ref: str,
+    parent_ref: str | None = None,
+    provenance: dict | None = None,
+    user: AbstractBaseUser | None,
+) -> IngestResult:
+    namespace, short_name = parse_name(name)
+    cleaned_provenance = _clean_provenance(provenance)
+    base_version, parent = _resolve_lineage(base_ref, parent_ref)
+    summary = validate_adapter_upload(files)
+    existing = AdapterVersion.objects.filter(
+        adapter__namespace=namespace, adapter__name=short_name, digest=summary.digest
+    ).select_related("base_version__base_model").first()
+    if existing is not None:
+        return _check_existing_matches(existing, base_version, parent)
+
+    @transaction.atomic
+    def write_rows() -> IngestResult:
+        adapter = _locked_repository(Adapter, namespace, short_name, user)
+        existing = adapter.versions.filter(digest=summary.digest).first()
+        if existing is not None:
+            return _check_existing_matches(existing, base_version, parent)
+        version = AdapterVersion.objects.create(
+            adapter=adapter,
+            number=_next_number(adapter.versions),
+            base_version=base_version,
+            parent=parent,
+            created_by=user,
+            **_adapter_version_fields(summary),
+            **cleaned_provenance,
+        )
+        _record_blobs(files)
+        AdapterFile.objects.bulk_create(
+            [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
+        )
+        return IngestResult(version, created=True)
+
+    try:
+        return _with_blobs(files, write_rows)
+    except IntegrityError as exc:  # a concurrent writer broke a constraint we could not pre-check
+        raise Conflict("concurrent_write", f"another upload changed {name} at the same time; retry ({exc.__class__.__name__})") from None

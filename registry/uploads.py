@@ -1,0 +1,173 @@
+"""Streaming multipart uploads: each file is hashed while it is written to disk.
+
+Django's multipart parser feeds our handler one chunk at a time, so a file is
+never held whole in memory. The handler keeps the raw file name (Django would
+strip directories, hiding path traversal we want to refuse loudly), enforces the
+size limits as bytes arrive, and records every temporary file it made so that
+`upload_scope` can remove them all, whatever happens to the request.
+"""
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser, DataAndFiles
+
+from registry.errors import UploadRefused
+from registry.formats.artifact import IncomingFile
+from registry.formats.files import validate_path
+
+FILE_FIELD = "file"
+
+
+class HashedUploadedFile(UploadedFile):
+    """A file that finished streaming: where it lies, its size and SHA-256."""
+
+    def __init__(self, raw_name: str, temp_path: Path, size: int, sha256: str, content_type: str):
+        super().__init__(file=None, name=os.path.basename(raw_name) or "file", content_type=content_type, size=size)
+        self.raw_name = raw_name
+        self.temp_path = temp_path
+        self.sha256 = sha256
+
+    def as_incoming(self) -> IncomingFile:
+        return IncomingFile(path=self.raw_name, temp_path=self.temp_path, size=self.size, sha256=self.sha256)
+
+    def close(self):  # nothing open: the file was closed when it finished streaming
+        pass
+
+
+class HashingUploadHandler(FileUploadHandler):
+    def __init__(self, temp_paths: list[Path]):
+        super().__init__()
+        self.chunk_size = settings.UPLOAD_CHUNK_BYTES
+        self.temp_paths = temp_paths
+        self.total_bytes = 0
+        self.file_count = 0
+
+    def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
+        super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
+        if field_name != FILE_FIELD:
+            raise UploadRefused("unexpected_file_field", f"files must be sent in the '{FILE_FIELD}' field, not {field_name!r}")
+        validate_path(file_name)
+        self.file_count += 1
+        if self.file_count > settings.MAX_FILES_PER_UPLOAD:
+            raise UploadRefused("too_many_files", f"at most {settings.MAX_FILES_PER_UPLOAD} files per upload")
+        settings.UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(prefix="upload-", dir=settings.UPLOAD_TEMP_DIR)
+        self.temp_paths.append(Path(name))
+        self.file = os.fdopen(descriptor, "wb", buffering=0)
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.size += len(raw_data)
+        self.total_bytes += len(raw_data)
+        if self.size > settings.MAX_FILE_BYTES:
+            raise UploadRefused(
+                "file_too_large",
+                f"{self.file_name!r} is larger than the limit of {settings.MAX_FILE_BYTES} bytes",
+                status_code=413,
+                file=self.file_name,
+            )
+        if self.total_bytes > settings.MAX_UPLOAD_BYTES:
+            raise UploadRefused("upload_too_large", f"the upload exceeds {settings.MAX_UPLOAD_BYTES} bytes", status_code=413)
+        self.hasher.update(raw_data)
+        self.file.write(raw_data)
+        return None
+
+    def file_complete(self, file_size):
+        self.file.close()
+        return HashedUploadedFile(
+            raw_name=self.file_name,
+            temp_path=self.temp_paths[-1],
+            size=self.size,
+            sha256=self.hasher.hexdigest(),
+            content_type=self.content_type,
+        )
+
+    def upload_interrupted(self):
+        if getattr(self, "file", None) is not None and not self.file.closed:
+            self.file.close()
+
+
+class _RawNameMultiPartParser(MultiPartParser):
+    """Keeps the client's file name as sent; `validate_path` judges it instead."""
+
+    def sanitize_file_name(self, file_name):
+        return file_name or None
+
+
+class StreamingMultiPartParser(BaseParser):
+    """DRF parser for `multipart/form-data` uploads that stream through `HashingUploadHandler`."""
+
+    media_type = "multipart/form-data"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = parser_context["request"]
+        meta = request.META.copy()
+        meta["CONTENT_TYPE"] = media_type
+        handler = HashingUploadHandler(temp_paths=upload_temp_paths(request))
+        try:
+            data, files = _RawNameMultiPartParser(meta, stream, [handler], parser_context.get("encoding", "utf-8")).parse()
+        except MultiPartParserError as exc:
+            raise ParseError(f"the multipart body could not be read: {exc}") from None
+        finally:
+            handler.upload_interrupted()
+        return DataAndFiles(data, files)
+
+
+def upload_temp_paths(request) -> list[Path]:
+    """The list where temporary files of this request are recorded (on the Django request)."""
+    django_request = getattr(request, "_request", request)
+    if not hasattr(django_request, "registry_upload_temp_paths"):
+        django_request.registry_upload_temp_paths = []
+    return django_request.registry_upload_temp_paths
+
+
+@contextmanager
+def upload_scope(request):
+    """Remove every temporary file of the request's upload when the block ends, success or not."""
+    temp_paths = upload_temp_paths(request)
+    try:
+        yield
+    finally:
+        for path in temp_paths:
+            path.unlink(missing_ok=True)
+        temp_paths.clear()
+
+
+def incoming_files(request) -> list[IncomingFile]:
+    return [f.as_incoming() for f in request.FILES.getlist(FILE_FIELD)]
+
+
+@contextmanager
+def incoming_from_directory(directory: Path):
+    """Files of a local directory as an upload (seeding, tests): hashed copies in the temp dir."""
+    temp_paths: list[Path] = []
+    try:
+        files = []
+        for path in sorted(Path(directory).iterdir()):
+            if path.is_symlink():
+                raise UploadRefused("symlink_refused", f"{path.name!r} is a symbolic link; upload regular files only")
+            if not path.is_file():
+                continue
+            settings.UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+            descriptor, name = tempfile.mkstemp(prefix="upload-", dir=settings.UPLOAD_TEMP_DIR)
+            temp_paths.append(Path(name))
+            hasher = hashlib.sha256()
+            with path.open("rb") as source, os.fdopen(descriptor, "wb") as target:
+                while chunk := source.read(4 * 1024 * 1024):
+                    hasher.update(chunk)
+                    target.write(chunk)
+            files.append(IncomingFile(path=path.name, temp_path=Path(name), size=path.stat().st_size, sha256=hasher.hexdigest()))
+        yield files
+    finally:
+        for path in temp_paths:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,96 @@
+"""Shared fixtures: named actors, API clients, and real models built once per session.
+
+Actors: alice is an engineer (pushes), bob an auditor (reads only), carol an admin.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from registry import roles
+from registry.demo import build
+
+
+@pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path):
+    """Each test gets its own blob store and upload temp dir, so leftovers are visible."""
+    settings.BLOB_ROOT = tmp_path / "blobs"
+    settings.UPLOAD_TEMP_DIR = tmp_path / "upload-tmp"
+    settings.UPLOAD_TEMP_DIR.mkdir()
+    return settings
+
+
+def _user(username: str, role: str) -> User:
+    user = User.objects.create_user(username=username, password=f"{username}-password")
+    group, _ = Group.objects.get_or_create(name=role)
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    return _user("alice", roles.ENGINEER)
+
+
+@pytest.fixture
+def bob(db):
+    return _user("bob", roles.AUDITOR)
+
+
+@pytest.fixture
+def carol(db):
+    return _user("carol", roles.ADMIN)
+
+
+def _client_for(user: User) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+# --- Real models, built once per test session -------------------------------------
+
+LORA_CONFIGS = {
+    "attention": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    "all_linear": {"r": 4, "lora_alpha": 16, "target_modules": "all-linear"},
+    "dora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "k_proj"], "use_dora": True},
+    "rslora": {"r": 8, "lora_alpha": 8, "target_modules": ["q_proj"], "use_rslora": True},
+    "modules_to_save": {"r": 4, "lora_alpha": 8, "target_modules": ["v_proj"], "modules_to_save": ["lm_head"]},
+}
+
+
+class ModelZoo:
+    def __init__(self, root: Path):
+        self.root = root
+        self.llama = build.build_llama_base(root / "llama")
+        self.llama_sharded = build.build_llama_base(root / "llama-sharded", max_shard_size="40KB", seed=1)
+        self.adapters = {
+            key: build.build_lora_adapter(self.llama, root / f"adapter-{key}", train_steps=2, **options)
+            for key, options in LORA_CONFIGS.items()
+        }
+        self.child_adapter = build.build_lora_adapter(
+            self.llama, root / "adapter-child", train_steps=3, seed=7, **LORA_CONFIGS["attention"]
+        )
+
+    def copy(self, name: str, destination: Path) -> Path:
+        """A writable copy of a built model, for tests that tamper with files."""
+        return Path(shutil.copytree(self.root / name, destination))
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> ModelZoo:
+    return ModelZoo(tmp_path_factory.mktemp("zoo"))

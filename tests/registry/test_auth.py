@@ -1,0 +1,53 @@
+"""Every API endpoint needs authentication; tokens come from username and password."""
+
+import pytest
+from rest_framework.test import APIClient
+
+ENDPOINTS = [
+    ("get", "/api/v1/bases/"),
+    ("post", "/api/v1/bases/"),
+    ("get", "/api/v1/bases/acme/x:v1"),
+    ("get", "/api/v1/bases/acme/x:v1/lineage"),
+    ("get", "/api/v1/bases/acme/x:v1/adapters"),
+    ("get", "/api/v1/adapters/"),
+    ("post", "/api/v1/adapters/"),
+    ("get", "/api/v1/adapters/acme/x:v1"),
+    ("get", "/api/v1/adapters/acme/x:v1/lineage"),
+]
+
+
+@pytest.mark.parametrize("method,url", ENDPOINTS)
+def test_it_rejects_unauthenticated_calls(db, method, url):
+    response = getattr(APIClient(), method)(url)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_it_rejects_a_bad_token(db):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    response = client.get("/api/v1/adapters/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_it_exchanges_username_and_password_for_a_token(alice):
+    response = APIClient().post("/api/v1/auth/token", {"username": "alice", "password": "alice-password"}, format="json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/v1/adapters/").status_code == 200
+
+
+def test_it_refuses_a_wrong_password(alice):
+    response = APIClient().post("/api/v1/auth/token", {"username": "alice", "password": "nope"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_the_schema_and_health_are_served(db, client):
+    assert client.get("/api/schema/").status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["database"] == "ok"

@@ -205,6 +205,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem://")
     else {}
 )
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for folder in CELERY_BROKER_TRANSPORT_OPTIONS.values():
+        if isinstance(folder, str):
+            Path(folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"

@@ -9,7 +9,9 @@ size limits as bytes arrive, and records every temporary file it made so that
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,6 +45,47 @@ class HashedUploadedFile(UploadedFile):
         pass
 
 
+class _HashingWriter(threading.Thread):
+    """Hashes and writes chunks on a second thread while the parser reads the next ones.
+
+    Both sha256 and file writes release the GIL, so on a multi-core server the
+    upload costs about max(parse, hash + write) instead of their sum. The queue is
+    bounded, which bounds memory at a few chunks per upload.
+    """
+
+    QUEUE_CHUNKS = 4
+
+    def __init__(self, handle):
+        super().__init__(daemon=True)
+        self.handle = handle
+        self.hasher = hashlib.sha256()
+        self.chunks: queue.Queue = queue.Queue(maxsize=self.QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self):
+        while (chunk := self.chunks.get()) is not None:
+            if self.error is None:
+                try:
+                    self.hasher.update(chunk)
+                    self.handle.write(chunk)
+                except BaseException as exc:  # surfaced to the request thread in put()/finish()
+                    self.error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.chunks.put(chunk)
+
+    def finish(self) -> str:
+        self.chunks.put(None)
+        self.join()
+        self.handle.close()
+        if self.error is not None:
+            raise self.error
+        return self.hasher.hexdigest()
+
+
 class HashingUploadHandler(FileUploadHandler):
     def __init__(self, temp_paths: list[Path]):
         super().__init__()
@@ -62,8 +105,7 @@ class HashingUploadHandler(FileUploadHandler):
         settings.UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(prefix="upload-", dir=settings.UPLOAD_TEMP_DIR)
         self.temp_paths.append(Path(name))
-        self.file = os.fdopen(descriptor, "wb", buffering=0)
-        self.hasher = hashlib.sha256()
+        self.writer = _HashingWriter(os.fdopen(descriptor, "wb", buffering=0))
         self.size = 0
 
     def receive_data_chunk(self, raw_data, start):
@@ -78,23 +120,28 @@ class HashingUploadHandler(FileUploadHandler):
             )
         if self.total_bytes > settings.MAX_UPLOAD_BYTES:
             raise UploadRefused("upload_too_large", f"the upload exceeds {settings.MAX_UPLOAD_BYTES} bytes", status_code=413)
-        self.hasher.update(raw_data)
-        self.file.write(raw_data)
+        self.writer.put(raw_data)
         return None
 
     def file_complete(self, file_size):
-        self.file.close()
+        sha256 = self.writer.finish()
+        self.writer = None
         return HashedUploadedFile(
             raw_name=self.file_name,
             temp_path=self.temp_paths[-1],
             size=self.size,
-            sha256=self.hasher.hexdigest(),
+            sha256=sha256,
             content_type=self.content_type,
         )
 
     def upload_interrupted(self):
-        if getattr(self, "file", None) is not None and not self.file.closed:
-            self.file.close()
+        """Stop the writer thread of a file that did not finish; its temp file is removed by upload_scope."""
+        writer, self.writer = getattr(self, "writer", None), None
+        if writer is not None:
+            try:
+                writer.finish()
+            except OSError:
+                pass
 
 
 class _RawNameMultiPartParser(MultiPartParser):
@@ -102,6 +149,19 @@ class _RawNameMultiPartParser(MultiPartParser):
 
     def sanitize_file_name(self, file_name):
         return file_name or None
+
+
+class _CountingStream:
+    """Counts the bytes the parser reads, to tell a complete body from a cut-off one."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.bytes_read = 0
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        self.bytes_read += len(data)
+        return data
 
 
 class StreamingMultiPartParser(BaseParser):
@@ -114,12 +174,21 @@ class StreamingMultiPartParser(BaseParser):
         meta = request.META.copy()
         meta["CONTENT_TYPE"] = media_type
         handler = HashingUploadHandler(temp_paths=upload_temp_paths(request))
+        counting = _CountingStream(stream)
         try:
-            data, files = _RawNameMultiPartParser(meta, stream, [handler], parser_context.get("encoding", "utf-8")).parse()
+            data, files = _RawNameMultiPartParser(meta, counting, [handler], parser_context.get("encoding", "utf-8")).parse()
         except MultiPartParserError as exc:
             raise ParseError(f"the multipart body could not be read: {exc}") from None
         finally:
             handler.upload_interrupted()
+        # Django's parser accepts a body that simply stops; a dropped connection must not
+        # register a truncated file, so the body must be as long as the client announced.
+        expected = int(meta.get("CONTENT_LENGTH") or 0)
+        if counting.bytes_read < expected:
+            raise UploadRefused(
+                "upload_incomplete",
+                f"the connection ended after {counting.bytes_read} of {expected} bytes; nothing was kept, send the upload again",
+            )
         return DataAndFiles(data, files)
 
 

@@ -148,3 +148,38 @@ def test_it_refuses_pushes_from_readers(bob_client, zoo):
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
     assert BaseModelVersion.objects.count() == 0
+
+
+def test_an_interrupted_upload_leaves_nothing_behind(live_server, alice, zoo):
+    """The client announces a whole adapter, sends half of it and stops sending."""
+    import socket
+    from urllib.parse import urlparse
+
+    from rest_framework.authtoken.models import Token
+
+    from tests.helpers import multipart
+
+    token = Token.objects.create(user=alice).key
+    upload(_client_with(token), BASES, {"name": "acme/llama"}, directory_files(zoo.llama))
+    body, content_type = multipart({"name": "acme/cut", "base": "acme/llama:v1"}, directory_files(zoo.adapters["all_linear"]))
+    before = leftovers()
+    address = urlparse(live_server.url)
+    with socket.create_connection((address.hostname, address.port)) as sock:
+        head = (
+            f"POST /api/v1/adapters/ HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Token {token}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body[: len(body) * 3 // 4])
+        sock.shutdown(socket.SHUT_WR)
+        response = sock.makefile("rb").read().decode(errors="replace")
+    assert response.startswith("HTTP/1.1 400")
+    assert "upload_incomplete" in response
+    assert leftovers() == before
+
+
+def _client_with(token):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client

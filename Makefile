@@ -1,0 +1,32 @@
+# The two commands: `make run` (everything on this machine) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/python manage.py runregistry
+
+# Tests may run against a DATABASE_URL server (CI) where no embedded key exists.
+test: export SECRET_KEY ?= insecure-test-only-key
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+benchmark: install
+	$(BIN)/python benchmarks/upload_throughput.py
+	$(BIN)/python benchmarks/list_latency.py
+
+clean:
+	rm -rf var/tmp var/broker var/staticfiles

@@ -1,0 +1,243 @@
+"""adapterctl: the registry from a CI pipeline or a terminal.
+
+Reads ADAPTER_REGISTRY_URL and ADAPTER_REGISTRY_TOKEN. Exits 0 on success and
+non-zero with one line on stderr otherwise; --json prints machine-readable output.
+This module talks HTTP only and never imports Django, so it starts fast.
+"""
+
+import argparse
+import json
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+EXIT_FAILURE = 1
+UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+# --- HTTP ---------------------------------------------------------------------------
+
+
+class Registry:
+    def __init__(self, url: str, token: str):
+        if not token:
+            raise CliError("no token: set ADAPTER_REGISTRY_TOKEN (POST /api/v1/auth/token gives one) or pass --token")
+        self.client = httpx.Client(
+            base_url=url.rstrip("/") + "/api/v1/",
+            headers={"Authorization": f"Token {token}", "Accept": "application/json"},
+            timeout=UPLOAD_TIMEOUT,
+        )
+        self.url = url
+
+    def request(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the registry at {self.url}: {exc}") from None
+        return _decoded(response)
+
+    def get_version(self, ref: str, kind: str | None = None) -> tuple[str, dict]:
+        """Look a reference up as an adapter, then as a base model (unless `kind` says which)."""
+        kinds = [kind] if kind else ["adapters", "bases"]
+        last_error = None
+        for candidate in kinds:
+            try:
+                return candidate, self.request("GET", f"{candidate}/{ref}")
+            except CliError as exc:
+                last_error = exc
+        raise last_error
+
+
+def _decoded(response: httpx.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.is_success:
+        return body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        raise CliError(f"{error.get('code', 'error')}: {error.get('message', '')} (HTTP {response.status_code})")
+    raise CliError(f"HTTP {response.status_code} from the registry: {response.text[:200]}")
+
+
+# --- Uploads ---------------------------------------------------------------------------
+
+
+class ProgressReader:
+    """A file object that advances a progress bar as httpx streams it."""
+
+    def __init__(self, handle, bar):
+        self.handle = handle
+        self.bar = bar
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        if self.bar is not None:
+            self.bar.update(len(data))
+        return data
+
+    def __getattr__(self, name):  # fileno, seek, tell: httpx uses them to size the body
+        return getattr(self.handle, name)
+
+
+def _directory_files(directory: Path) -> list[tuple[str, Path]]:
+    if not directory.is_dir():
+        raise CliError(f"{directory} is not a directory")
+    files = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            raise CliError(f"{relative} is a symbolic link; the registry accepts regular files only")
+        if path.is_file():
+            files.append((relative, path))
+    if not files:
+        raise CliError(f"{directory} contains no files")
+    return files
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="upload", file=sys.stderr, leave=False)
+
+
+def _upload(registry: Registry, endpoint: str, directory: Path, fields: dict, show_progress: bool) -> dict:
+    files = _directory_files(directory)
+    total = sum(path.stat().st_size for _, path in files)
+    bar = _progress_bar(total, show_progress)
+    try:
+        with ExitStack() as stack:
+            parts = [
+                ("file", (relative, ProgressReader(stack.enter_context(path.open("rb")), bar), "application/octet-stream"))
+                for relative, path in files
+            ]
+            return registry.request("POST", endpoint, data=fields, files=parts)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# --- Commands ----------------------------------------------------------------------------
+
+
+def _print_version(kind: str, body: dict) -> None:
+    print(f"{body['ref']}  {body['status']}")
+    print(f"  id:      {body['id']}")
+    print(f"  digest:  sha256:{body['digest']}")
+    if kind == "adapters":
+        print(f"  base:    {body['base']['ref']}")
+        if body.get("parent"):
+            print(f"  parent:  {body['parent']['ref']}")
+        print(f"  type:    {body['peft_type']} r={body['r']} alpha={body['lora_alpha']} targets={','.join(body['target_modules'])}")
+        print(f"  size:    {body['tensor_count']} tensors, {body['parameter_count']:,} parameters, {body['total_bytes']:,} bytes")
+    else:
+        print(f"  arch:    {body['architecture']} ({body['model_type']}), {body['num_layers']} layers, hidden {body['hidden_size']}")
+        print(f"  size:    {body['parameter_count']:,} parameters ({body['dtype']}), {body['total_bytes']:,} bytes")
+
+
+def cmd_push_base(args, registry: Registry) -> None:
+    body = _upload(registry, "bases/", Path(args.directory), {"name": args.name}, args.progress)
+    _emit(args, "bases", body)
+
+
+def cmd_push(args, registry: Registry) -> None:
+    fields = {"name": args.name, "base": args.base}
+    if args.parent:
+        fields["parent"] = args.parent
+    if args.provenance:
+        try:
+            provenance = json.loads(Path(args.provenance).read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read provenance file {args.provenance}: {exc}") from None
+        fields["provenance"] = json.dumps(provenance)
+    body = _upload(registry, "adapters/", Path(args.directory), fields, args.progress)
+    _emit(args, "adapters", body)
+
+
+def cmd_show(args, registry: Registry) -> None:
+    kind, body = registry.get_version(args.ref, "bases" if args.base else None)
+    _emit(args, kind, body)
+
+
+def cmd_ls(args, registry: Registry) -> None:
+    kind = "bases" if args.bases else "adapters"
+    params = {k: v for k, v in {"base": args.base, "name": args.name, "namespace": args.namespace, "status": args.status, "page_size": args.limit}.items() if v}
+    body = registry.request("GET", f"{kind}/", params=params)
+    if args.json:
+        print(json.dumps(body["results"], indent=2))
+        return
+    for row in body["results"]:
+        detail = f"base={row['base']['ref']} r={row['r']}" if kind == "adapters" else f"{row['architecture']} {row['parameter_count']:,} params"
+        print(f"{row['ref']:<40} {row['status']:<9} {detail}")
+
+
+def _emit(args, kind: str, body: dict) -> None:
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        _print_version(kind, body)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adapterctl", description="Push and inspect base models and adapters.")
+    parser.add_argument("--url", default=os.environ.get("ADAPTER_REGISTRY_URL", DEFAULT_URL), help="registry URL (env ADAPTER_REGISTRY_URL)")
+    parser.add_argument("--token", default=os.environ.get("ADAPTER_REGISTRY_TOKEN", ""), help="API token (env ADAPTER_REGISTRY_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    push_base = commands.add_parser("push-base", help="push a base model directory (Hugging Face layout)")
+    push_base.add_argument("directory")
+    push_base.add_argument("--name", required=True, help="namespace/name")
+    push_base.set_defaults(handler=cmd_push_base)
+
+    push = commands.add_parser("push", help="push an adapter directory (PEFT layout)")
+    push.add_argument("directory")
+    push.add_argument("--name", required=True, help="namespace/name")
+    push.add_argument("--base", required=True, help="the base model version it was trained on (any reference)")
+    push.add_argument("--parent", help="the adapter version it was fine-tuned from")
+    push.add_argument("--provenance", help="JSON file: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params")
+    push.set_defaults(handler=cmd_push)
+
+    show = commands.add_parser("show", help="show one version (adapter, else base model)")
+    show.add_argument("ref")
+    show.add_argument("--base", action="store_true", help="look the reference up as a base model only")
+    show.set_defaults(handler=cmd_show)
+
+    ls = commands.add_parser("ls", help="list adapter versions (or base versions with --bases)")
+    ls.add_argument("--bases", action="store_true")
+    ls.add_argument("--base", help="only adapters on this base version")
+    ls.add_argument("--name")
+    ls.add_argument("--namespace")
+    ls.add_argument("--status")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.set_defaults(handler=cmd_ls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.progress = sys.stderr.isatty() and not args.json
+    try:
+        args.handler(args, Registry(args.url, args.token))
+    except CliError as exc:
+        print(f"adapterctl: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("adapterctl: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -92,6 +92,34 @@ def adapter_version_list(
     return queryset
 
 
+# --- List rows ------------------------------------------------------------------------
+# Lists can be 500 rows a page over 100,000 versions: fetching plain rows with
+# values() instead of five model instances per row halves the time of a page.
+
+ADAPTER_ROW_FIELDS = (
+    "id", "number", "digest", "status", "status_reason", "created_at",
+    "adapter__namespace", "adapter__name", "created_by__username",
+    "base_version_id", "base_version__number", "base_version__digest",
+    "base_version__base_model__namespace", "base_version__base_model__name",
+    "parent_id", "parent__number", "parent__digest", "parent__adapter__namespace", "parent__adapter__name",
+    "peft_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_dora", "use_rslora",
+    "tensor_count", "parameter_count", "total_bytes", "dtypes",
+)
+BASE_ROW_FIELDS = (
+    "id", "number", "digest", "status", "status_reason", "created_at",
+    "base_model__namespace", "base_model__name", "created_by__username",
+    "architecture", "model_type", "hidden_size", "num_layers", "parameter_count", "dtype", "total_bytes",
+)
+
+
+def adapter_version_rows(queryset: QuerySet[AdapterVersion]) -> QuerySet:
+    return queryset.values(*ADAPTER_ROW_FIELDS)
+
+
+def base_version_rows(queryset: QuerySet[BaseModelVersion]) -> QuerySet:
+    return queryset.values(*BASE_ROW_FIELDS)
+
+
 # --- Lineage ------------------------------------------------------------------------
 
 _ANCESTORS_SQL = """

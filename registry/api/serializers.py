@@ -181,3 +181,51 @@ class BaseListFilterSerializer(serializers.Serializer):
     architecture = serializers.CharField(required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=Status.choices, required=False, allow_blank=True)
     search = serializers.CharField(required=False, allow_blank=True)
+
+
+# --- List rows: the same shapes as the serializers above, built from values() rows ---
+
+
+def _link(row: dict, prefix: str, repository: str) -> dict | None:
+    if row[f"{prefix}_id"] is None:
+        return None
+    full_name = f"{row[f'{prefix}__{repository}__namespace']}/{row[f'{prefix}__{repository}__name']}"
+    return {"id": str(row[f"{prefix}_id"]), "ref": f"{full_name}:v{row[f'{prefix}__number']}", "digest": row[f"{prefix}__digest"]}
+
+
+def _common_row(row: dict, repository: str) -> dict:
+    full_name = f"{row[f'{repository}__namespace']}/{row[f'{repository}__name']}"
+    return {
+        "id": str(row["id"]),
+        "ref": f"{full_name}:v{row['number']}",
+        "digest_ref": f"{full_name}@sha256:{row['digest']}",
+        "namespace": row[f"{repository}__namespace"],
+        "name": row[f"{repository}__name"],
+        "number": row["number"],
+        "digest": row["digest"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+    }
+
+
+def adapter_row_data(row: dict) -> dict:
+    """AdapterVersionSerializer's output for a row of selectors.adapter_version_rows()."""
+    data = _common_row(row, "adapter")
+    data["base"] = _link(row, "base_version", "base_model")
+    data["parent"] = _link(row, "parent", "adapter")
+    for field in ("peft_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_dora", "use_rslora",
+                  "tensor_count", "parameter_count", "total_bytes", "dtypes"):
+        data[field] = row[field]
+    data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
+    data["created_by"] = row["created_by__username"]
+    return data
+
+
+def base_row_data(row: dict) -> dict:
+    """BaseVersionSerializer's output for a row of selectors.base_version_rows()."""
+    data = _common_row(row, "base_model")
+    for field in ("architecture", "model_type", "hidden_size", "num_layers", "parameter_count", "dtype", "total_bytes"):
+        data[field] = row[field]
+    data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
+    data["created_by"] = row["created_by__username"]
+    return data

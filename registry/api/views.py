@@ -32,10 +32,10 @@ class TokenObtainView(APIView):
         return Response({"token": token.key})
 
 
-def _paginated(view: APIView, request, queryset, serializer_class) -> Response:
+def _paginated(view: APIView, request, rows, row_data) -> Response:
     paginator = VersionCursorPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+    page = paginator.paginate_queryset(rows, request, view=view)
+    return paginator.get_paginated_response([row_data(row) for row in page])
 
 
 def _upload_response(result, serializer_class) -> Response:
@@ -52,7 +52,7 @@ class BaseVersionListView(APIView):
         filters = s.BaseListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = selectors.base_version_list(**filters.validated_data)
-        return _paginated(self, request, queryset, s.BaseVersionSerializer)
+        return _paginated(self, request, selectors.base_version_rows(queryset), s.base_row_data)
 
     @extend_schema(request={"multipart/form-data": s.BaseUploadSerializer}, responses={201: s.BaseVersionDetailSerializer, 200: s.BaseVersionDetailSerializer})
     def post(self, request):
@@ -82,7 +82,8 @@ class BaseVersionAdaptersView(APIView):
     @extend_schema(parameters=[s.AdapterListFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
     def get(self, request, ref):
         base = selectors.base_version_get(ref)
-        return _paginated(self, request, selectors.adapter_version_list(base=base), s.AdapterVersionSerializer)
+        rows = selectors.adapter_version_rows(selectors.adapter_version_list(base=base))
+        return _paginated(self, request, rows, s.adapter_row_data)
 
 
 class AdapterVersionListView(APIView):
@@ -97,7 +98,7 @@ class AdapterVersionListView(APIView):
         base_ref = params.pop("base", "")
         base = selectors.base_version_get(base_ref) if base_ref else None
         queryset = selectors.adapter_version_list(base=base, **params)
-        return _paginated(self, request, queryset, s.AdapterVersionSerializer)
+        return _paginated(self, request, selectors.adapter_version_rows(queryset), s.adapter_row_data)
 
     @extend_schema(request={"multipart/form-data": s.AdapterUploadSerializer}, responses={201: s.AdapterVersionDetailSerializer, 200: s.AdapterVersionDetailSerializer})
     def post(self, request):

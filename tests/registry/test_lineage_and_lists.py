@@ -77,3 +77,15 @@ def test_list_query_count_does_not_grow_with_page_size(alice_client, family, zoo
         assert response.status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_list_rows_match_the_detail_representation(alice_client, family):
+    """Lists are built from plain rows for speed; they must say what the detail says."""
+    base, *adapters = family
+    for row in alice_client.get("/api/v1/adapters/").json()["results"]:
+        detail = alice_client.get(f"/api/v1/adapters/{row['id']}").json()
+        assert row == {key: detail[key] for key in row}
+        assert set(detail) - set(row) == {"provenance", "config", "files"}
+    row = alice_client.get("/api/v1/bases/").json()["results"][0]
+    detail = alice_client.get(f"/api/v1/bases/{row['id']}").json()
+    assert row == {key: detail[key] for key in row}

@@ -13,7 +13,6 @@ import statistics
 import time
 
 import httpx
-
 from _common import OUT, engineer_token, machine_description, setup_django, start_server
 
 PEFT_TYPES = ["LORA", "LORA", "LORA", "IA3", "LOHA"]
@@ -31,20 +30,38 @@ def populate(target: int) -> None:
     bases = []
     for number in (1, 2):
         version, _ = BaseModelVersion.objects.get_or_create(
-            base_model=base_model, number=number,
-            defaults={"digest": hashlib.sha256(f"base{number}".encode()).hexdigest(), "total_bytes": 1, "parameter_count": 1, "status": "ready"},
+            base_model=base_model,
+            number=number,
+            defaults={
+                "digest": hashlib.sha256(f"base{number}".encode()).hexdigest(),
+                "total_bytes": 1,
+                "parameter_count": 1,
+                "status": "ready",
+            },
         )
         bases.append(version)
     adapters = [Adapter.objects.get_or_create(namespace=f"team{i % 20}", name=f"adapter-{i}")[0] for i in range(1000)]
     batch = []
     for index in range(existing, target):
         adapter = adapters[index % len(adapters)]
-        batch.append(AdapterVersion(
-            adapter=adapter, number=index // len(adapters) + 1, base_version=bases[index % 2],
-            digest=hashlib.sha256(str(index).encode()).hexdigest(), status=STATUSES[index % 4],
-            total_bytes=1000 + index, parameter_count=1000, peft_type=PEFT_TYPES[index % 5], r=[4, 8, 16, 32][index % 4],
-            lora_alpha=16, target_modules=["q_proj", "v_proj"], tensor_count=4, dtypes=["F32"], config={},
-        ))
+        batch.append(
+            AdapterVersion(
+                adapter=adapter,
+                number=index // len(adapters) + 1,
+                base_version=bases[index % 2],
+                digest=hashlib.sha256(str(index).encode()).hexdigest(),
+                status=STATUSES[index % 4],
+                total_bytes=1000 + index,
+                parameter_count=1000,
+                peft_type=PEFT_TYPES[index % 5],
+                r=[4, 8, 16, 32][index % 4],
+                lora_alpha=16,
+                target_modules=["q_proj", "v_proj"],
+                tensor_count=4,
+                dtypes=["F32"],
+                config={},
+            )
+        )
         if len(batch) == 5000:
             AdapterVersion.objects.bulk_create(batch)
             batch = []
@@ -109,7 +126,13 @@ def main() -> None:
         server.terminate()
         server.wait()
     worst = max(r["p95_ms"] for r in results.values())
-    report = {"machine": machine_description(), "versions": args.versions, "scenarios": results, "worst_p95_ms": worst, "target_met": worst < 50}
+    report = {
+        "machine": machine_description(),
+        "versions": args.versions,
+        "scenarios": results,
+        "worst_p95_ms": worst,
+        "target_met": worst < 50,
+    }
     print(json.dumps(report, indent=2))
     (OUT / "list_latency.json").write_text(json.dumps(report, indent=2))
 

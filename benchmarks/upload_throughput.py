@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from _common import OUT, ROOT, engineer_token, machine_description, setup_django, start_server
 
 HIDDEN, INTERMEDIATE, LAYERS = 4096, 11008, 32
@@ -46,7 +45,11 @@ def write_adapter(directory: Path, target_bytes: int) -> Path:
             prefix = f"base_model.model.model.layers.{layer}.{module}"
             for part, shape in (("lora_A", [r, fan_in]), ("lora_B", [fan_out, r])):
                 size = shape[0] * shape[1] * 4
-                header[f"{prefix}.{part}.weight"] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+                header[f"{prefix}.{part}.weight"] = {
+                    "dtype": "F32",
+                    "shape": shape,
+                    "data_offsets": [offset, offset + size],
+                }
                 offset += size
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
@@ -59,7 +62,12 @@ def write_adapter(directory: Path, target_bytes: int) -> Path:
                 chunk = min(remaining, 64 * 1024 * 1024)
                 handle.write(os.urandom(chunk))
                 remaining -= chunk
-    config = {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": sorted(m.split(".")[1] for m in MODULES)}
+    config = {
+        "peft_type": "LORA",
+        "r": r,
+        "lora_alpha": 2 * r,
+        "target_modules": sorted(m.split(".")[1] for m in MODULES),
+    }
     (directory / "adapter_config.json").write_text(json.dumps(config))
     return weights
 
@@ -98,7 +106,11 @@ def main() -> None:
     from registry.services.ingest import base_model_version_ingest
     from registry.uploads import incoming_from_directory
 
-    base_dir = build_llama_base(OUT / "upload-base") if not (OUT / "upload-base" / "config.json").exists() else OUT / "upload-base"
+    base_dir = (
+        build_llama_base(OUT / "upload-base")
+        if not (OUT / "upload-base" / "config.json").exists()
+        else OUT / "upload-base"
+    )
     with incoming_from_directory(base_dir) as files:
         base = base_model_version_ingest(name="bench/base", files=files, user=None).version
     token = engineer_token()
@@ -114,7 +126,21 @@ def main() -> None:
         hash_seconds, hashed = timed(["sha256sum", str(weights)])
         env = {**os.environ, "ADAPTER_REGISTRY_URL": url, "ADAPTER_REGISTRY_TOKEN": token}
         name = f"bench/upload-{int(time.time())}"
-        upload_seconds, pushed = timed([sys.executable, "-m", "registry.cli", "--json", "push", str(adapter_dir), "--name", name, "--base", base.ref], env)
+        upload_seconds, pushed = timed(
+            [
+                sys.executable,
+                "-m",
+                "registry.cli",
+                "--json",
+                "push",
+                str(adapter_dir),
+                "--name",
+                name,
+                "--base",
+                base.ref,
+            ],
+            env,
+        )
         monitor.running = False
         monitor.join()
     finally:

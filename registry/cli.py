@@ -119,7 +119,10 @@ def _upload(registry: Registry, endpoint: str, directory: Path, fields: dict, sh
     try:
         with ExitStack() as stack:
             parts = [
-                ("file", (relative, ProgressReader(stack.enter_context(path.open("rb")), bar), "application/octet-stream"))
+                (
+                    "file",
+                    (relative, ProgressReader(stack.enter_context(path.open("rb")), bar), "application/octet-stream"),
+                )
                 for relative, path in files
             ]
             return registry.request("POST", endpoint, data=fields, files=parts)
@@ -139,10 +142,16 @@ def _print_version(kind: str, body: dict) -> None:
         print(f"  base:    {body['base']['ref']}")
         if body.get("parent"):
             print(f"  parent:  {body['parent']['ref']}")
-        print(f"  type:    {body['peft_type']} r={body['r']} alpha={body['lora_alpha']} targets={','.join(body['target_modules'])}")
-        print(f"  size:    {body['tensor_count']} tensors, {body['parameter_count']:,} parameters, {body['total_bytes']:,} bytes")
+        print(
+            f"  type:    {body['peft_type']} r={body['r']} alpha={body['lora_alpha']} targets={','.join(body['target_modules'])}"
+        )
+        print(
+            f"  size:    {body['tensor_count']} tensors, {body['parameter_count']:,} parameters, {body['total_bytes']:,} bytes"
+        )
     else:
-        print(f"  arch:    {body['architecture']} ({body['model_type']}), {body['num_layers']} layers, hidden {body['hidden_size']}")
+        print(
+            f"  arch:    {body['architecture']} ({body['model_type']}), {body['num_layers']} layers, hidden {body['hidden_size']}"
+        )
         print(f"  size:    {body['parameter_count']:,} parameters ({body['dtype']}), {body['total_bytes']:,} bytes")
 
 
@@ -172,13 +181,27 @@ def cmd_show(args, registry: Registry) -> None:
 
 def cmd_ls(args, registry: Registry) -> None:
     kind = "bases" if args.bases else "adapters"
-    params = {k: v for k, v in {"base": args.base, "name": args.name, "namespace": args.namespace, "status": args.status, "page_size": args.limit}.items() if v}
+    params = {
+        k: v
+        for k, v in {
+            "base": args.base,
+            "name": args.name,
+            "namespace": args.namespace,
+            "status": args.status,
+            "page_size": args.limit,
+        }.items()
+        if v
+    }
     body = registry.request("GET", f"{kind}/", params=params)
     if args.json:
         print(json.dumps(body["results"], indent=2))
         return
     for row in body["results"]:
-        detail = f"base={row['base']['ref']} r={row['r']}" if kind == "adapters" else f"{row['architecture']} {row['parameter_count']:,} params"
+        detail = (
+            f"base={row['base']['ref']} r={row['r']}"
+            if kind == "adapters"
+            else f"{row['architecture']} {row['parameter_count']:,} params"
+        )
         print(f"{row['ref']:<40} {row['status']:<9} {detail}")
 
 
@@ -191,8 +214,14 @@ def _emit(args, kind: str, body: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapterctl", description="Push and inspect base models and adapters.")
-    parser.add_argument("--url", default=os.environ.get("ADAPTER_REGISTRY_URL", DEFAULT_URL), help="registry URL (env ADAPTER_REGISTRY_URL)")
-    parser.add_argument("--token", default=os.environ.get("ADAPTER_REGISTRY_TOKEN", ""), help="API token (env ADAPTER_REGISTRY_TOKEN)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("ADAPTER_REGISTRY_URL", DEFAULT_URL),
+        help="registry URL (env ADAPTER_REGISTRY_URL)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("ADAPTER_REGISTRY_TOKEN", ""), help="API token (env ADAPTER_REGISTRY_TOKEN)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -206,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--name", required=True, help="namespace/name")
     push.add_argument("--base", required=True, help="the base model version it was trained on (any reference)")
     push.add_argument("--parent", help="the adapter version it was fine-tuned from")
-    push.add_argument("--provenance", help="JSON file: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params")
+    push.add_argument(
+        "--provenance",
+        help="JSON file: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params",
+    )
     push.set_defaults(handler=cmd_push)
 
     show = commands.add_parser("show", help="show one version (adapter, else base model)")

@@ -97,7 +97,9 @@ class HashingUploadHandler(FileUploadHandler):
     def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
         super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
         if field_name != FILE_FIELD:
-            raise UploadRefused("unexpected_file_field", f"files must be sent in the '{FILE_FIELD}' field, not {field_name!r}")
+            raise UploadRefused(
+                "unexpected_file_field", f"files must be sent in the '{FILE_FIELD}' field, not {field_name!r}"
+            )
         validate_path(file_name)
         self.file_count += 1
         if self.file_count > settings.MAX_FILES_PER_UPLOAD:
@@ -119,7 +121,9 @@ class HashingUploadHandler(FileUploadHandler):
                 file=self.file_name,
             )
         if self.total_bytes > settings.MAX_UPLOAD_BYTES:
-            raise UploadRefused("upload_too_large", f"the upload exceeds {settings.MAX_UPLOAD_BYTES} bytes", status_code=413)
+            raise UploadRefused(
+                "upload_too_large", f"the upload exceeds {settings.MAX_UPLOAD_BYTES} bytes", status_code=413
+            )
         self.writer.put(raw_data)
         return None
 
@@ -176,7 +180,9 @@ class StreamingMultiPartParser(BaseParser):
         handler = HashingUploadHandler(temp_paths=upload_temp_paths(request))
         counting = _CountingStream(stream)
         try:
-            data, files = _RawNameMultiPartParser(meta, counting, [handler], parser_context.get("encoding", "utf-8")).parse()
+            data, files = _RawNameMultiPartParser(
+                meta, counting, [handler], parser_context.get("encoding", "utf-8")
+            ).parse()
         except MultiPartParserError as exc:
             raise ParseError(f"the multipart body could not be read: {exc}") from None
         finally:
@@ -235,7 +241,9 @@ def incoming_from_directory(directory: Path):
                 while chunk := source.read(4 * 1024 * 1024):
                     hasher.update(chunk)
                     target.write(chunk)
-            files.append(IncomingFile(path=path.name, temp_path=Path(name), size=path.stat().st_size, sha256=hasher.hexdigest()))
+            files.append(
+                IncomingFile(path=path.name, temp_path=Path(name), size=path.stat().st_size, sha256=hasher.hexdigest())
+            )
         yield files
     finally:
         for path in temp_paths:

@@ -162,7 +162,10 @@ class BaseUploadSerializer(serializers.Serializer):
 class AdapterUploadSerializer(BaseUploadSerializer):
     base = serializers.CharField(max_length=300, help_text="Reference to the base model version it was trained on")
     parent = serializers.CharField(max_length=300, required=False, allow_blank=True)
-    provenance = _JSONObjectField(required=False, help_text="JSON: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params")
+    provenance = _JSONObjectField(
+        required=False,
+        help_text="JSON: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params",
+    )
 
 
 class AdapterListFilterSerializer(serializers.Serializer):
@@ -190,7 +193,11 @@ def _link(row: dict, prefix: str, repository: str) -> dict | None:
     if row[f"{prefix}_id"] is None:
         return None
     full_name = f"{row[f'{prefix}__{repository}__namespace']}/{row[f'{prefix}__{repository}__name']}"
-    return {"id": str(row[f"{prefix}_id"]), "ref": f"{full_name}:v{row[f'{prefix}__number']}", "digest": row[f"{prefix}__digest"]}
+    return {
+        "id": str(row[f"{prefix}_id"]),
+        "ref": f"{full_name}:v{row[f'{prefix}__number']}",
+        "digest": row[f"{prefix}__digest"],
+    }
 
 
 def _common_row(row: dict, repository: str) -> dict:
@@ -213,8 +220,19 @@ def adapter_row_data(row: dict) -> dict:
     data = _common_row(row, "adapter")
     data["base"] = _link(row, "base_version", "base_model")
     data["parent"] = _link(row, "parent", "adapter")
-    for field in ("peft_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_dora", "use_rslora",
-                  "tensor_count", "parameter_count", "total_bytes", "dtypes"):
+    for field in (
+        "peft_type",
+        "r",
+        "lora_alpha",
+        "target_modules",
+        "modules_to_save",
+        "use_dora",
+        "use_rslora",
+        "tensor_count",
+        "parameter_count",
+        "total_bytes",
+        "dtypes",
+    ):
         data[field] = row[field]
     data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
     data["created_by"] = row["created_by__username"]

@@ -24,7 +24,9 @@ class TokenObtainView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=AuthTokenSerializer, responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}})
+    @extend_schema(
+        request=AuthTokenSerializer, responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}}
+    )
     def post(self, request):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
@@ -54,7 +56,10 @@ class BaseVersionListView(APIView):
         queryset = selectors.base_version_list(**filters.validated_data)
         return _paginated(self, request, selectors.base_version_rows(queryset), s.base_row_data)
 
-    @extend_schema(request={"multipart/form-data": s.BaseUploadSerializer}, responses={201: s.BaseVersionDetailSerializer, 200: s.BaseVersionDetailSerializer})
+    @extend_schema(
+        request={"multipart/form-data": s.BaseUploadSerializer},
+        responses={201: s.BaseVersionDetailSerializer, 200: s.BaseVersionDetailSerializer},
+    )
     def post(self, request):
         """Upload a base model version (Hugging Face layout); re-uploading the same files returns the existing version."""
         with upload_scope(request):
@@ -63,7 +68,12 @@ class BaseVersionListView(APIView):
             result = base_model_version_ingest(
                 name=form.validated_data["name"], files=incoming_files(request), user=request.user
             )
-        version = selectors.base_version_queryset().annotate(adapter_count=Count("adapter_versions")).prefetch_related("files").get(pk=result.version.pk)
+        version = (
+            selectors.base_version_queryset()
+            .annotate(adapter_count=Count("adapter_versions"))
+            .prefetch_related("files")
+            .get(pk=result.version.pk)
+        )
         result.version = version
         return _upload_response(result, s.BaseVersionDetailSerializer)
 
@@ -100,7 +110,10 @@ class AdapterVersionListView(APIView):
         queryset = selectors.adapter_version_list(base=base, **params)
         return _paginated(self, request, selectors.adapter_version_rows(queryset), s.adapter_row_data)
 
-    @extend_schema(request={"multipart/form-data": s.AdapterUploadSerializer}, responses={201: s.AdapterVersionDetailSerializer, 200: s.AdapterVersionDetailSerializer})
+    @extend_schema(
+        request={"multipart/form-data": s.AdapterUploadSerializer},
+        responses={201: s.AdapterVersionDetailSerializer, 200: s.AdapterVersionDetailSerializer},
+    )
     def post(self, request):
         """Upload an adapter version (PEFT layout) trained on `base`; re-uploading the same files returns the existing version."""
         with upload_scope(request):
@@ -149,5 +162,3 @@ class BaseVersionLineageView(APIView):
     @extend_schema(responses=s.LineageSerializer)
     def get(self, request, ref):
         return Response(_lineage_payload(selectors.base_version_lineage(selectors.base_version_get(ref))))
-
-

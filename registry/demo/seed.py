@@ -53,7 +53,13 @@ def _built(directory: Path, marker: str, make) -> Path:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True, cwd=settings.BASE_DIR).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=settings.BASE_DIR,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -75,7 +81,12 @@ def _ingest_base(directory: Path, name: str, user):
 def _ingest_adapter(directory: Path, name: str, base, user, parent=None, provenance=None):
     with incoming_from_directory(directory) as files:
         return adapter_version_ingest(
-            name=name, files=files, base_ref=str(base.id), parent_ref=str(parent.id) if parent else None, provenance=provenance, user=user
+            name=name,
+            files=files,
+            base_ref=str(base.id),
+            parent_ref=str(parent.id) if parent else None,
+            provenance=provenance,
+            user=user,
         ).version
 
 
@@ -84,15 +95,34 @@ def build_demo_models(root: Path) -> dict[str, Path]:
     llama = _built(
         root / "tiny-llama",
         "model.safetensors",
-        lambda d: build.build_llama_base(d, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, vocab_size=30522, tokenizer_from=minilm),
+        lambda d: build.build_llama_base(
+            d, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, vocab_size=30522, tokenizer_from=minilm
+        ),
     )
     lora = {"lora_alpha": 16, "lora_dropout": 0.0}
     adapters = {
-        "minilm-sentiment": lambda d: build.build_lora_adapter(minilm, d, task="sequence-classification", train_steps=8, r=8, target_modules=["query", "value"], modules_to_save=["classifier"], **lora),
-        "support-v1": lambda d: build.build_lora_adapter(llama, d, train_steps=4, r=8, target_modules=["q_proj", "v_proj"], **lora),
-        "support-v2": lambda d: build.build_lora_adapter(llama, d, train_steps=12, r=8, target_modules=["q_proj", "v_proj"], **lora),
-        "support-dora": lambda d: build.build_lora_adapter(llama, d, train_steps=6, seed=3, r=8, target_modules=["q_proj", "v_proj"], use_dora=True, **lora),
-        "summarize-all-linear": lambda d: build.build_lora_adapter(llama, d, train_steps=6, seed=5, r=16, target_modules="all-linear", use_rslora=True, **lora),
+        "minilm-sentiment": lambda d: build.build_lora_adapter(
+            minilm,
+            d,
+            task="sequence-classification",
+            train_steps=8,
+            r=8,
+            target_modules=["query", "value"],
+            modules_to_save=["classifier"],
+            **lora,
+        ),
+        "support-v1": lambda d: build.build_lora_adapter(
+            llama, d, train_steps=4, r=8, target_modules=["q_proj", "v_proj"], **lora
+        ),
+        "support-v2": lambda d: build.build_lora_adapter(
+            llama, d, train_steps=12, r=8, target_modules=["q_proj", "v_proj"], **lora
+        ),
+        "support-dora": lambda d: build.build_lora_adapter(
+            llama, d, train_steps=6, seed=3, r=8, target_modules=["q_proj", "v_proj"], use_dora=True, **lora
+        ),
+        "summarize-all-linear": lambda d: build.build_lora_adapter(
+            llama, d, train_steps=6, seed=5, r=16, target_modules="all-linear", use_rslora=True, **lora
+        ),
     }
     built = {"minilm": minilm, "tiny-llama": llama}
     for key, make in adapters.items():
@@ -107,9 +137,33 @@ def seed_demo(root: Path) -> list[str]:
     corpus, sentiment = build.DEMO_DIR / "corpus.txt", build.DEMO_DIR / "sentiment.jsonl"
     minilm = _ingest_base(models["minilm"], "demo/all-minilm-l6-v2", engineer)
     llama = _ingest_base(models["tiny-llama"], "demo/tiny-llama", engineer)
-    sentiment_adapter = _ingest_adapter(models["minilm-sentiment"], "demo/minilm-sentiment", minilm, engineer, provenance=_provenance(sentiment, steps=8, lr=5e-3))
-    v1 = _ingest_adapter(models["support-v1"], "demo/support-bot", llama, engineer, provenance=_provenance(corpus, steps=4, lr=5e-3))
-    v2 = _ingest_adapter(models["support-v2"], "demo/support-bot", llama, engineer, provenance=_provenance(corpus, steps=12, lr=5e-3))
-    dora = _ingest_adapter(models["support-dora"], "demo/support-bot-dora", llama, engineer, parent=v1, provenance=_provenance(corpus, steps=6, use_dora=True))
-    summarize = _ingest_adapter(models["summarize-all-linear"], "demo/summarize", llama, engineer, parent=v2, provenance=_provenance(corpus, steps=6, use_rslora=True))
+    sentiment_adapter = _ingest_adapter(
+        models["minilm-sentiment"],
+        "demo/minilm-sentiment",
+        minilm,
+        engineer,
+        provenance=_provenance(sentiment, steps=8, lr=5e-3),
+    )
+    v1 = _ingest_adapter(
+        models["support-v1"], "demo/support-bot", llama, engineer, provenance=_provenance(corpus, steps=4, lr=5e-3)
+    )
+    v2 = _ingest_adapter(
+        models["support-v2"], "demo/support-bot", llama, engineer, provenance=_provenance(corpus, steps=12, lr=5e-3)
+    )
+    dora = _ingest_adapter(
+        models["support-dora"],
+        "demo/support-bot-dora",
+        llama,
+        engineer,
+        parent=v1,
+        provenance=_provenance(corpus, steps=6, use_dora=True),
+    )
+    summarize = _ingest_adapter(
+        models["summarize-all-linear"],
+        "demo/summarize",
+        llama,
+        engineer,
+        parent=v2,
+        provenance=_provenance(corpus, steps=6, use_rslora=True),
+    )
     return [v.ref for v in (minilm, llama, sentiment_adapter, v1, v2, dora, summarize)]

@@ -118,7 +118,9 @@ def _digest(files: list[IncomingFile]) -> str:
 
 def _check_shard_index(index: object, shard_headers: dict[str, SafetensorsHeader]) -> None:
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        raise InvalidArtifact("shard_index_invalid", f"{INDEX_NAME} must be an object with a 'weight_map'", file=INDEX_NAME)
+        raise InvalidArtifact(
+            "shard_index_invalid", f"{INDEX_NAME} must be an object with a 'weight_map'", file=INDEX_NAME
+        )
     weight_map: dict = index["weight_map"]
     referenced = set(weight_map.values())
     missing = referenced - set(shard_headers)
@@ -134,12 +136,16 @@ def _check_shard_index(index: object, shard_headers: dict[str, SafetensorsHeader
     for tensor, shard in weight_map.items():
         if tensor not in shard_headers[shard].tensors:
             raise InvalidArtifact(
-                "shard_index_mismatch", f"{INDEX_NAME} puts {tensor!r} in {shard!r}, which does not hold it", file=INDEX_NAME
+                "shard_index_mismatch",
+                f"{INDEX_NAME} puts {tensor!r} in {shard!r}, which does not hold it",
+                file=INDEX_NAME,
             )
     in_shards = sum(len(h.tensors) for h in shard_headers.values())
     if in_shards != len(weight_map):
         raise InvalidArtifact(
-            "shard_index_mismatch", f"the shards hold {in_shards} tensors but {INDEX_NAME} lists {len(weight_map)}", file=INDEX_NAME
+            "shard_index_mismatch",
+            f"the shards hold {in_shards} tensors but {INDEX_NAME} lists {len(weight_map)}",
+            file=INDEX_NAME,
         )
 
 
@@ -147,11 +153,15 @@ def _base_weights(by_path: dict[str, IncomingFile], parsed: dict[str, dict]) -> 
     shards = sorted(p for p in by_path if file_rules.SHARD_PATTERN.match(p))
     has_single = "model.safetensors" in by_path
     if has_single and (shards or INDEX_NAME in by_path):
-        raise InvalidArtifact("weights_ambiguous", "send either model.safetensors or sharded files with an index, not both")
+        raise InvalidArtifact(
+            "weights_ambiguous", "send either model.safetensors or sharded files with an index, not both"
+        )
     if has_single:
         return {"model.safetensors": _safetensors_header(by_path["model.safetensors"])}
     if not shards:
-        raise InvalidArtifact("weights_missing", "a base model needs model.safetensors or model-NNNNN-of-NNNNN.safetensors shards")
+        raise InvalidArtifact(
+            "weights_missing", "a base model needs model.safetensors or model-NNNNN-of-NNNNN.safetensors shards"
+        )
     if INDEX_NAME not in parsed:
         raise InvalidArtifact("shard_index_missing", f"sharded weights need {INDEX_NAME}", file=INDEX_NAME)
     headers = {path: _safetensors_header(by_path[path]) for path in shards}
@@ -192,7 +202,9 @@ def validate_base_upload(files: list[IncomingFile]) -> BaseSummary:
     architectures = config.get("architectures")
     return BaseSummary(
         digest=_digest(files),
-        architecture=architectures[0] if isinstance(architectures, list) and architectures and isinstance(architectures[0], str) else "",
+        architecture=architectures[0]
+        if isinstance(architectures, list) and architectures and isinstance(architectures[0], str)
+        else "",
         model_type=config["model_type"][:64],
         hidden_size=_int_or_none(config.get("hidden_size") or config.get("d_model")),
         num_layers=_int_or_none(config.get("num_hidden_layers") or config.get("n_layer")),
@@ -211,7 +223,9 @@ def _read_limited(incoming: IncomingFile, limit: int) -> bytes:
     """Read a small file whole, refusing serialized code before it is parsed as anything."""
     if incoming.size > limit:
         raise InvalidArtifact(
-            "json_too_large", f"{incoming.path!r} is {incoming.size} bytes; at most {limit} are accepted", file=incoming.path
+            "json_too_large",
+            f"{incoming.path!r} is {incoming.size} bytes; at most {limit} are accepted",
+            file=incoming.path,
         )
     data = incoming.temp_path.read_bytes()
     file_rules.refuse_serialized_code(incoming.path, data[:64], whole=data)

@@ -150,9 +150,7 @@ def load_strict_json(data: bytes, path: str, max_bytes: int) -> object:
     except UnicodeDecodeError:
         raise InvalidArtifact("json_invalid", f"{path!r} is not valid UTF-8", file=path) from None
     try:
-        return json.loads(
-            text, object_pairs_hook=_reject_duplicate_keys(path), parse_constant=_reject_constant(path)
-        )
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys(path), parse_constant=_reject_constant(path))
     except json.JSONDecodeError as exc:
         raise InvalidArtifact(
             "json_invalid", f"{path!r} is not valid JSON: {exc.msg} at line {exc.lineno}", file=path

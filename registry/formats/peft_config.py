@@ -27,9 +27,7 @@ ALLOWED_PEFT_TYPES = {
     "PREFIX_TUNING",
     "P_TUNING",
 }
-LORA_TENSOR = re.compile(
-    r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.weight)?$"
-)
+LORA_TENSOR = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.weight)?$")
 DORA_TENSOR = re.compile(r"^(?P<module>.+)\.lora_magnitude_vector(?:\.weight)?$")
 PEFT_PREFIX = "base_model.model."
 CONFIG = "adapter_config.json"
@@ -144,7 +142,9 @@ def _check_pair(module: str, parts: dict, config: AdapterConfigSummary) -> None:
 def _check_modules_to_save(others: list[str], config: AdapterConfigSummary) -> None:
     for name in others:
         module = name.removeprefix(PEFT_PREFIX).rsplit(".", 1)[0]
-        if not any(module == m or module.endswith("." + m) or f".{m}." in f".{module}." for m in config.modules_to_save):
+        if not any(
+            module == m or module.endswith("." + m) or f".{m}." in f".{module}." for m in config.modules_to_save
+        ):
             raise _refuse(
                 "adapter_unexpected_tensor",
                 f"tensor {name!r} is neither a LoRA weight of a target module nor part of modules_to_save",

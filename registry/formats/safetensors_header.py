@@ -156,7 +156,9 @@ def _validate_tensor(name: str, entry, label: str) -> TensorInfo:
     if not isinstance(shape, list) or len(shape) > MAX_RANK:
         raise _refuse("safetensors_bad_shape", f"tensor {name!r} must have a shape of rank 0 to {MAX_RANK}", label)
     if not all(_is_int(dim) and 0 <= dim <= MAX_DIM for dim in shape):
-        raise _refuse("safetensors_bad_shape", f"tensor {name!r} has a dimension that is not an integer in 0..2^40", label)
+        raise _refuse(
+            "safetensors_bad_shape", f"tensor {name!r} has a dimension that is not an integer in 0..2^40", label
+        )
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
         raise _refuse("safetensors_bad_offsets", f"tensor {name!r} must have data_offsets [begin, end]", label)
     start, end = offsets

@@ -67,9 +67,7 @@ def _discard_blobs(digests: list[str]) -> None:
 
 
 def _record_blobs(files: list[IncomingFile]) -> None:
-    Blob.objects.bulk_create(
-        [Blob(sha256=f.sha256, size=f.size) for f in files], ignore_conflicts=True
-    )
+    Blob.objects.bulk_create([Blob(sha256=f.sha256, size=f.size) for f in files], ignore_conflicts=True)
 
 
 def _next_number(versions) -> int:
@@ -151,7 +149,9 @@ def _clean_provenance(provenance: dict | None) -> dict:
     for key, max_length in PROVENANCE_FIELDS.items():
         value = provenance.get(key, "")
         if not isinstance(value, str) or len(value) > max_length:
-            raise InvalidArtifact("provenance_invalid", f"provenance {key!r} must be a string of at most {max_length} characters")
+            raise InvalidArtifact(
+                "provenance_invalid", f"provenance {key!r} must be a string of at most {max_length} characters"
+            )
         cleaned[key] = value
     params = provenance.get("params", {})
     if not isinstance(params, dict):
@@ -162,17 +162,23 @@ def _clean_provenance(provenance: dict | None) -> dict:
 
 def _resolve_lineage(base_ref: str, parent_ref: str | None):
     if not base_ref:
-        raise InvalidArtifact("base_required", "an adapter needs --base / 'base': the base model version it was trained on")
+        raise InvalidArtifact(
+            "base_required", "an adapter needs --base / 'base': the base model version it was trained on"
+        )
     try:
         base_version = base_version_get(base_ref)
     except RegistryError as exc:
-        raise InvalidArtifact("base_not_found", f"base {base_ref!r} does not resolve: {exc.message}", ref=base_ref) from None
+        raise InvalidArtifact(
+            "base_not_found", f"base {base_ref!r} does not resolve: {exc.message}", ref=base_ref
+        ) from None
     parent = None
     if parent_ref:
         try:
             parent = adapter_version_get(parent_ref)
         except RegistryError as exc:
-            raise InvalidArtifact("parent_not_found", f"parent {parent_ref!r} does not resolve: {exc.message}", ref=parent_ref) from None
+            raise InvalidArtifact(
+                "parent_not_found", f"parent {parent_ref!r} does not resolve: {exc.message}", ref=parent_ref
+            ) from None
     return base_version, parent
 
 
@@ -220,9 +226,11 @@ def adapter_version_ingest(
     cleaned_provenance = _clean_provenance(provenance)
     base_version, parent = _resolve_lineage(base_ref, parent_ref)
     summary = validate_adapter_upload(files)
-    existing = AdapterVersion.objects.filter(
-        adapter__namespace=namespace, adapter__name=short_name, digest=summary.digest
-    ).select_related("base_version__base_model").first()
+    existing = (
+        AdapterVersion.objects.filter(adapter__namespace=namespace, adapter__name=short_name, digest=summary.digest)
+        .select_related("base_version__base_model")
+        .first()
+    )
     if existing is not None:
         return _check_existing_matches(existing, base_version, parent)
 
@@ -250,4 +258,6 @@ def adapter_version_ingest(
     try:
         return _with_blobs(files, write_rows)
     except IntegrityError as exc:  # a concurrent writer broke a constraint we could not pre-check
-        raise Conflict("concurrent_write", f"another upload changed {name} at the same time; retry ({exc.__class__.__name__})") from None
+        raise Conflict(
+            "concurrent_write", f"another upload changed {name} at the same time; retry ({exc.__class__.__name__})"
+        ) from None

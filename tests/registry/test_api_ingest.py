@@ -73,7 +73,12 @@ def test_it_ingests_peft_adapters_of_each_config(alice_client, zoo, llama_ref, k
 
     with safe_open(str(zoo.adapters[key] / "adapter_model.safetensors"), "np") as handle:
         keys = list(handle.keys())
-        params = sum(handle.get_slice(k).get_shape().numel() if hasattr(handle.get_slice(k).get_shape(), "numel") else _prod(handle.get_slice(k).get_shape()) for k in keys)
+        params = sum(
+            handle.get_slice(k).get_shape().numel()
+            if hasattr(handle.get_slice(k).get_shape(), "numel")
+            else _prod(handle.get_slice(k).get_shape())
+            for k in keys
+        )
     assert body["tensor_count"] == len(keys)
     assert body["parameter_count"] == params
 
@@ -161,7 +166,9 @@ def test_an_interrupted_upload_leaves_nothing_behind(live_server, alice, zoo):
 
     token = Token.objects.create(user=alice).key
     upload(_client_with(token), BASES, {"name": "acme/llama"}, directory_files(zoo.llama))
-    body, content_type = multipart({"name": "acme/cut", "base": "acme/llama:v1"}, directory_files(zoo.adapters["all_linear"]))
+    body, content_type = multipart(
+        {"name": "acme/cut", "base": "acme/llama:v1"}, directory_files(zoo.adapters["all_linear"])
+    )
     before = leftovers()
     address = urlparse(live_server.url)
     with socket.create_connection((address.hostname, address.port)) as sock:

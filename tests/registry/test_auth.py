@@ -32,7 +32,9 @@ def test_it_rejects_a_bad_token(db):
 
 
 def test_it_exchanges_username_and_password_for_a_token(alice):
-    response = APIClient().post("/api/v1/auth/token", {"username": "alice", "password": "alice-password"}, format="json")
+    response = APIClient().post(
+        "/api/v1/auth/token", {"username": "alice", "password": "alice-password"}, format="json"
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     client = APIClient()
@@ -51,3 +53,11 @@ def test_the_schema_and_health_are_served(db, client):
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["database"] == "ok"
+
+
+def test_health_reports_a_broker_outage_as_degraded(db, client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded"
+    assert body["database"] == "ok" and body["broker"].startswith("error")

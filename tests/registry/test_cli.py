@@ -15,7 +15,9 @@ def run(live_server, alice):
 
     def run_cli(*args, token=token):
         env = {**os.environ, "ADAPTER_REGISTRY_URL": live_server.url, "ADAPTER_REGISTRY_TOKEN": token}
-        return subprocess.run([sys.executable, "-m", "registry.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "registry.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        )
 
     return run_cli
 
@@ -27,12 +29,24 @@ def test_push_base_push_adapter_show_and_ls(run, zoo, tmp_path):
 
     provenance = tmp_path / "provenance.json"
     provenance.write_text(json.dumps({"dataset_name": "tickets", "code_commit": "abc123", "params": {"lr": 0.001}}))
-    pushed = run("--json", "push", str(zoo.adapters["attention"]), "--name", "acme/bot", "--base", base_ref, "--provenance", str(provenance))
+    pushed = run(
+        "--json",
+        "push",
+        str(zoo.adapters["attention"]),
+        "--name",
+        "acme/bot",
+        "--base",
+        base_ref,
+        "--provenance",
+        str(provenance),
+    )
     assert pushed.returncode == 0, pushed.stderr
     adapter = json.loads(pushed.stdout)
     assert adapter["ref"] == "acme/bot:v1" and adapter["provenance"]["dataset_name"] == "tickets"
 
-    child = run("push", str(zoo.child_adapter), "--name", "acme/bot-child", "--base", base_ref, "--parent", "acme/bot:v1")
+    child = run(
+        "push", str(zoo.child_adapter), "--name", "acme/bot-child", "--base", base_ref, "--parent", "acme/bot:v1"
+    )
     assert child.returncode == 0, child.stderr
     assert "acme/bot-child:v1" in child.stdout and "parent:  acme/bot:v1" in child.stdout
 
@@ -74,5 +88,7 @@ def test_it_refuses_symlinks_before_uploading(run, zoo, tmp_path):
 
 def test_it_says_where_it_could_not_connect(zoo):
     env = {**os.environ, "ADAPTER_REGISTRY_URL": "http://127.0.0.1:9", "ADAPTER_REGISTRY_TOKEN": "x"}
-    result = subprocess.run([sys.executable, "-m", "registry.cli", "ls"], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "ls"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 1 and "cannot reach the registry at http://127.0.0.1:9" in result.stderr

@@ -76,26 +76,59 @@ CASES = {
     "duplicate header key": (
         "safetensors_duplicate_key",
         422,
-        replace(ST, safetensors_bytes(None, raw=('{"%s": {}, "%s": {}}' % (TENSOR, TENSOR)).encode())),
+        replace(ST, safetensors_bytes(None, raw=f'{{"{TENSOR}": {{}}, "{TENSOR}": {{}}}}'.encode())),
     ),
     "NaN in header": (
         "safetensors_nonfinite_number",
         422,
         replace(ST, safetensors_bytes(None, raw=b'{"x": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 0]}}')),
     ),
-    "extra tensor key": ("safetensors_bad_tensor_entry", 422, replace(ST, safetensors_bytes(one_tensor(extra=1), bytes(512)))),
-    "unknown dtype": ("safetensors_bad_dtype", 422, replace(ST, safetensors_bytes(one_tensor(dtype="C64"), bytes(512)))),
-    "rank too high": ("safetensors_bad_shape", 422, replace(ST, safetensors_bytes(one_tensor(shape=[1] * 9), bytes(4)))),
-    "negative dim": ("safetensors_bad_shape", 422, replace(ST, safetensors_bytes(one_tensor(shape=[-4, 32]), bytes(512)))),
-    "offsets disagree with shape": ("safetensors_bad_offsets", 422, replace(ST, safetensors_bytes(one_tensor(data_offsets=[0, 256]), bytes(256)))),
-    "gap before a tensor": ("safetensors_bad_offsets", 422, replace(ST, safetensors_bytes(one_tensor(data_offsets=[8, 520]), bytes(520)))),
+    "extra tensor key": (
+        "safetensors_bad_tensor_entry",
+        422,
+        replace(ST, safetensors_bytes(one_tensor(extra=1), bytes(512))),
+    ),
+    "unknown dtype": (
+        "safetensors_bad_dtype",
+        422,
+        replace(ST, safetensors_bytes(one_tensor(dtype="C64"), bytes(512))),
+    ),
+    "rank too high": (
+        "safetensors_bad_shape",
+        422,
+        replace(ST, safetensors_bytes(one_tensor(shape=[1] * 9), bytes(4))),
+    ),
+    "negative dim": (
+        "safetensors_bad_shape",
+        422,
+        replace(ST, safetensors_bytes(one_tensor(shape=[-4, 32]), bytes(512))),
+    ),
+    "offsets disagree with shape": (
+        "safetensors_bad_offsets",
+        422,
+        replace(ST, safetensors_bytes(one_tensor(data_offsets=[0, 256]), bytes(256))),
+    ),
+    "gap before a tensor": (
+        "safetensors_bad_offsets",
+        422,
+        replace(ST, safetensors_bytes(one_tensor(data_offsets=[8, 520]), bytes(520))),
+    ),
     "trailing bytes": ("safetensors_size_mismatch", 422, replace(ST, safetensors_bytes(one_tensor(), bytes(600)))),
     "hostile tensor name": (
         "safetensors_bad_tensor_name",
         422,
-        replace(ST, safetensors_bytes({"../../etc/passwd lora_A": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"\x00")),
+        replace(
+            ST,
+            safetensors_bytes(
+                {"../../etc/passwd lora_A": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}, b"\x00"
+            ),
+        ),
     ),
-    "metadata not strings": ("safetensors_bad_metadata", 422, replace(ST, safetensors_bytes({"__metadata__": {"a": 1}}))),
+    "metadata not strings": (
+        "safetensors_bad_metadata",
+        422,
+        replace(ST, safetensors_bytes({"__metadata__": {"a": 1}})),
+    ),
     "config not json": ("json_invalid", 422, replace(CFG, b"peft_type: LORA")),
     "config duplicate key": ("json_duplicate_key", 422, replace(CFG, b'{"r": 4, "r": 8}')),
     "config too large": ("json_too_large", 422, replace(CFG, adapter_config(padding="x" * 70_000))),
@@ -175,7 +208,12 @@ def test_it_refuses_bad_references_and_fields(alice_client, zoo, base_ref, field
 def test_it_refuses_files_over_the_size_limit(alice_client, zoo, base_ref, settings):
     settings.MAX_FILE_BYTES = 1024
     before = leftovers()
-    response = upload(alice_client, "/api/v1/adapters/", {"name": "acme/big", "base": base_ref}, directory_files(zoo.adapters["attention"]))
+    response = upload(
+        alice_client,
+        "/api/v1/adapters/",
+        {"name": "acme/big", "base": base_ref},
+        directory_files(zoo.adapters["attention"]),
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"
     assert leftovers() == before
@@ -184,16 +222,27 @@ def test_it_refuses_files_over_the_size_limit(alice_client, zoo, base_ref, setti
 BASE_CASES = {
     "no config": ("config_missing", lambda files: [(n, d) for n, d in files if n != "config.json"]),
     "no weights": ("weights_missing", lambda files: [(n, d) for n, d in files if not n.endswith(".safetensors")]),
-    "shard missing": ("shard_missing", lambda files: [(n, d) for n, d in files if n != "model-00002-of-00003.safetensors"]),
+    "shard missing": (
+        "shard_missing",
+        lambda files: [(n, d) for n, d in files if n != "model-00002-of-00003.safetensors"],
+    ),
     "index lies": (
         "shard_index_mismatch",
         lambda files: [
-            (n, d.replace(b"model-00001-of-00003", b"model-00002-of-00003", 1) if n == "model.safetensors.index.json" else d)
+            (
+                n,
+                d.replace(b"model-00001-of-00003", b"model-00002-of-00003", 1)
+                if n == "model.safetensors.index.json"
+                else d,
+            )
             for n, d in files
         ],
     ),
     "single and shards": ("weights_ambiguous", lambda files: files + [("model.safetensors", safetensors_bytes({}))]),
-    "config without model_type": ("config_invalid", lambda files: [(n, b"{}" if n == "config.json" else d) for n, d in files]),
+    "config without model_type": (
+        "config_invalid",
+        lambda files: [(n, b"{}" if n == "config.json" else d) for n, d in files],
+    ),
 }
 
 

@@ -28,10 +28,14 @@ def test_the_digest_equals_model_signings_manifest_root(alice_client, zoo, model
     base = upload(alice_client, "/api/v1/bases/", {"name": "acme/base"}, directory_files(zoo.llama)).json()
     if model == "adapter":
         directory = zoo.adapters["dora"]
-        body = upload(alice_client, "/api/v1/adapters/", {"name": "acme/a", "base": base["ref"]}, directory_files(directory)).json()
+        body = upload(
+            alice_client, "/api/v1/adapters/", {"name": "acme/a", "base": base["ref"]}, directory_files(directory)
+        ).json()
     else:
         directory = getattr(zoo, model)
-        body = upload(alice_client, "/api/v1/bases/", {"name": f"acme/{model.replace('_', '-')}"}, directory_files(directory)).json()
+        body = upload(
+            alice_client, "/api/v1/bases/", {"name": f"acme/{model.replace('_', '-')}"}, directory_files(directory)
+        ).json()
     assert body["digest"] == model_signing_root_digest(directory)
 
 
@@ -47,13 +51,28 @@ def pushed(alice, zoo):
 def test_every_reference_form_resolves_to_the_same_version(pushed):
     base, adapter = pushed
     adapter.aliases.create(adapter=adapter.adapter, name="production")
-    for ref in ["acme/bot:v1", f"acme/bot@sha256:{adapter.digest}", "acme/bot:production", "acme/bot", "acme/bot:latest", str(adapter.id)]:
+    for ref in [
+        "acme/bot:v1",
+        f"acme/bot@sha256:{adapter.digest}",
+        "acme/bot:production",
+        "acme/bot",
+        "acme/bot:latest",
+        str(adapter.id),
+    ]:
         assert adapter_version_get(ref).id == adapter.id, ref
     for ref in ["acme/llama:v1", f"acme/llama@sha256:{base.digest}", "acme/llama", str(base.id)]:
         assert base_version_get(ref).id == base.id, ref
 
 
-@pytest.mark.parametrize("ref,code", [("acme/bot:v9", "adapter_not_found"), ("acme/bot:staging", "adapter_not_found"), ("acme bot", "invalid_ref"), ("acme/bot@sha256:xyz", "invalid_ref")])
+@pytest.mark.parametrize(
+    "ref,code",
+    [
+        ("acme/bot:v9", "adapter_not_found"),
+        ("acme/bot:staging", "adapter_not_found"),
+        ("acme bot", "invalid_ref"),
+        ("acme/bot@sha256:xyz", "invalid_ref"),
+    ],
+)
 def test_unknown_references_say_why(pushed, ref, code):
     with pytest.raises(RegistryError) as raised:
         adapter_version_get(ref)

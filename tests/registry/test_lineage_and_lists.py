@@ -10,7 +10,9 @@ from registry.uploads import incoming_from_directory
 
 def ingest_adapter(user, directory, name, base, parent=None):
     with incoming_from_directory(directory) as files:
-        return adapter_version_ingest(name=name, files=files, base_ref=base.ref, parent_ref=parent.ref if parent else None, user=user).version
+        return adapter_version_ingest(
+            name=name, files=files, base_ref=base.ref, parent_ref=parent.ref if parent else None, user=user
+        ).version
 
 
 @pytest.fixture
@@ -50,7 +52,9 @@ def test_adapters_targeting_a_base(alice_client, family):
 
 
 def test_list_filters(alice_client, family):
-    assert [r["ref"] for r in alice_client.get("/api/v1/adapters/?name=sibling").json()["results"]] == ["acme/sibling:v1"]
+    assert [r["ref"] for r in alice_client.get("/api/v1/adapters/?name=sibling").json()["results"]] == [
+        "acme/sibling:v1"
+    ]
     assert {r["ref"] for r in alice_client.get("/api/v1/adapters/?r=8").json()["results"]} == {"acme/grandchild:v1"}
     assert alice_client.get("/api/v1/adapters/?status=ready").json()["results"] == []
     assert len(alice_client.get("/api/v1/adapters/?peft_type=lora").json()["results"]) == 4

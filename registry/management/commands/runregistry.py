@@ -38,17 +38,44 @@ class Command(BaseCommand):
         return subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)
 
     def _web(self, port: int) -> subprocess.Popen:
-        return self._spawn([
-            sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.conf.py",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-            "--access-logfile", "-", "--log-level", "warning",
-        ])
+        return self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "-c",
+                "config/gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "--log-level",
+                "warning",
+            ]
+        )
 
     def _worker(self) -> subprocess.Popen:
-        return self._spawn([
-            sys.executable, "-m", "celery", "-A", "workers.celery", "worker",
-            "-Q", "cpu,gpu", "--concurrency", "1", "--loglevel", "WARNING",
-        ])
+        return self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery",
+                "worker",
+                "-Q",
+                "cpu,gpu",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "WARNING",
+            ]
+        )
 
     def _announce(self, port: int) -> None:
         url = f"http://127.0.0.1:{port}/"

@@ -13,7 +13,9 @@ class Command(BaseCommand):
     def handle(self, *args, force=False, **options):
         ensure_roles()
         if not (settings.EMBEDDED or force):
-            raise CommandError("demo users are only created by the embedded default (DATABASE_URL unset); use --force to override")
+            raise CommandError(
+                "demo users are only created by the embedded default (DATABASE_URL unset); use --force to override"
+            )
         ensure_demo_users()
         self.stdout.write("building and registering demo models (first run takes a minute)...")
         for ref in seed_demo(settings.VAR_DIR / "demo-build"):

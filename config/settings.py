@@ -102,6 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "ui.context.shell",
             ],
         },
     },
@@ -145,8 +146,9 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_URL = "ui:login"
+LOGOUT_REDIRECT_URL = "ui:login"
+LOGIN_REDIRECT_URL = "ui:home"
 
 # --- Blob store -----------------------------------------------------------
 # "filesystem" keeps blobs under BLOB_ROOT; "s3" goes through django-storages.

@@ -21,6 +21,11 @@ def isolated_storage(settings, tmp_path):
     settings.BLOB_ROOT = tmp_path / "blobs"
     settings.UPLOAD_TEMP_DIR = tmp_path / "upload-tmp"
     settings.UPLOAD_TEMP_DIR.mkdir()
+    # Production settings use WhiteNoise's manifest storage, which needs collectstatic first.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     return settings
 
 

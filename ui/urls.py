@@ -1,7 +1,20 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from ui import views
 
+app_name = "ui"
+
 urlpatterns = [
     path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("bases/", views.base_list, name="base-list"),
+    path("bases/<str:namespace>/<str:name>/v<int:number>/", views.base_detail, name="base-detail"),
+    path("adapters/", views.adapter_list, name="adapter-list"),
+    path("adapters/upload/", views.adapter_upload, name="adapter-upload"),
+    path("adapters/<str:namespace>/<str:name>/v<int:number>/", views.adapter_detail, name="adapter-detail"),
+    path("workers/", views.placeholder, {"section": "Workers"}, name="workers"),
+    path("audit/", views.placeholder, {"section": "Audit"}, name="audit"),
+    path("residency/", views.placeholder, {"section": "Residency"}, name="residency"),
 ]

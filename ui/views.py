@@ -1,6 +1,203 @@
-from django.shortcuts import render
+"""Server-rendered pages. A page and its htmx fragment share one URL and one view:
+the fragment (a partialdef in the page template) is sent only to plain htmx requests."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Subquery
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from registry import selectors
+from registry.errors import RegistryError
+from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Status
+from registry.roles import can_push
+from ui.lineage import lineage_svg
+
+PAGE_SIZE = 25
 
 
+def _wants_fragment(request) -> bool:
+    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+
+
+def _render(request, template: str, context: dict, fragment: str):
+    name = f"{template}#{fragment}" if _wants_fragment(request) else template
+    return render(request, name, context)
+
+
+def _without_page(query) -> str:
+    query = query.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+def _page_of(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@require_GET
+@login_required
 def home(request):
-    """Landing page until the browsing UI arrives: where the API and its docs are."""
-    return render(request, "ui/home.html")
+    return redirect("ui:adapter-list")
+
+
+# --- Base models --------------------------------------------------------------------
+
+
+def _base_models_with_latest():
+    latest = BaseModelVersion.objects.filter(base_model=OuterRef("pk")).order_by("-number")
+    return BaseModel.objects.annotate(
+        latest_number=Subquery(latest.values("number")[:1]),
+        latest_architecture=Subquery(latest.values("architecture")[:1]),
+        latest_parameters=Subquery(latest.values("parameter_count")[:1]),
+        adapter_count=Count("versions__adapter_versions", distinct=True),
+    ).order_by("namespace", "name")
+
+
+@require_GET
+@login_required
+def base_list(request):
+    queryset = _base_models_with_latest()
+    search = request.GET.get("q", "").strip()
+    architecture = request.GET.get("architecture", "").strip()
+    if search:
+        queryset = queryset.filter(name__icontains=search) | queryset.filter(namespace__icontains=search)
+    if architecture:
+        queryset = queryset.filter(versions__architecture=architecture).distinct()
+    architectures = (
+        BaseModelVersion.objects.exclude(architecture="")
+        .values_list("architecture", flat=True)
+        .distinct()
+        .order_by("architecture")
+    )
+    context = {
+        "page": _page_of(request, queryset),
+        "q": search,
+        "architecture": architecture,
+        "architectures": architectures,
+        "query_string": _without_page(request.GET),
+    }
+    return _render(request, "ui/base_list.html", context, "results")
+
+
+def _version_or_404(resolve, namespace: str, name: str, number: int):
+    try:
+        return resolve(f"{namespace}/{name}:v{number}")
+    except RegistryError:
+        raise Http404(f"{namespace}/{name}:v{number} does not exist") from None
+
+
+@require_GET
+@login_required
+def base_detail(request, namespace: str, name: str, number: int):
+    version = _version_or_404(selectors.base_version_get, namespace, name, number)
+    context = {
+        "version": version,
+        "files": list(version.files.select_related("blob")),
+        "adapters": selectors.adapter_version_list(base=version).order_by(
+            "adapter__namespace", "adapter__name", "number"
+        ),
+        "history": version.base_model.versions.order_by("-number"),
+        "config_items": _config_summary(version.config),
+    }
+    return render(request, "ui/base_detail.html", context)
+
+
+def _config_summary(config: dict) -> list[tuple[str, object]]:
+    keys = (
+        "model_type",
+        "architectures",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "torch_dtype",
+        "dtype",
+    )
+    return [(key, config[key]) for key in keys if key in config]
+
+
+# --- Adapters --------------------------------------------------------------------------
+
+
+def _adapter_filters(request) -> dict:
+    get = request.GET
+    return {key: get.get(key, "").strip() for key in ("q", "base", "status", "namespace", "peft_type", "r")}
+
+
+def _filtered_adapters(filters: dict):
+    base = None
+    if filters["base"]:
+        try:
+            base = selectors.base_version_get(filters["base"])
+        except RegistryError:
+            return AdapterVersion.objects.none()
+    rank = int(filters["r"]) if filters["r"].isdigit() else None
+    return selectors.adapter_version_list(
+        namespace=filters["namespace"],
+        base=base,
+        status=filters["status"] if filters["status"] in Status.values else "",
+        peft_type=filters["peft_type"],
+        r=rank,
+        search=filters["q"],
+    )
+
+
+@require_GET
+@login_required
+def adapter_list(request):
+    filters = _adapter_filters(request)
+    context = {
+        "page": _page_of(request, _filtered_adapters(filters)),
+        "filters": filters,
+        "statuses": Status.values,
+        "base_choices": selectors.base_version_queryset().order_by(
+            "base_model__namespace", "base_model__name", "-number"
+        ),
+        "namespaces": AdapterVersion.objects.values_list("adapter__namespace", flat=True)
+        .distinct()
+        .order_by("adapter__namespace"),
+        "peft_types": AdapterVersion.objects.values_list("peft_type", flat=True).distinct().order_by("peft_type"),
+        "ranks": AdapterVersion.objects.exclude(r=None).values_list("r", flat=True).distinct().order_by("r"),
+        "query_string": _without_page(request.GET),
+    }
+    return _render(request, "ui/adapter_list.html", context, "results")
+
+
+@require_GET
+@login_required
+def adapter_detail(request, namespace: str, name: str, number: int):
+    version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    lineage = selectors.adapter_version_lineage(version)
+    context = {
+        "version": version,
+        "files": list(version.files.select_related("blob")),
+        "history": version.adapter.versions.select_related("base_version__base_model").order_by("-number"),
+        "children": version.children.select_related("adapter").order_by("created_at"),
+        "lineage_svg": lineage_svg(lineage, current_id=version.id),
+    }
+    return render(request, "ui/adapter_detail.html", context)
+
+
+@login_required
+def adapter_upload(request):
+    """The form posts to the REST API from the browser (session auth), showing progress."""
+    if not can_push(request.user):
+        raise PermissionDenied("uploading needs the engineer or admin role")
+    bases = (
+        selectors.base_version_queryset()
+        .filter(status=Status.READY)
+        .order_by("base_model__namespace", "base_model__name", "-number")
+    )
+    return render(request, "ui/adapter_upload.html", {"bases": bases, "initial_base": request.GET.get("base", "")})
+
+
+@require_GET
+@login_required
+def placeholder(request, section: str):
+    return render(request, "ui/placeholder.html", {"section": section})

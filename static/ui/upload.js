@@ -1,0 +1,70 @@
+// Uploads an adapter to the REST API from the browser with a progress bar, and shows the
+// API's own error (code and message) when it is refused.
+(function () {
+  const form = document.getElementById("upload-form");
+  if (!form) return;
+  const progress = document.getElementById("upload-progress");
+  const statusLine = document.getElementById("upload-status");
+  const errorLine = document.getElementById("upload-error");
+
+  function chosenFiles() {
+    const fromDirectory = Array.from(form.elements.directory.files).map((file) => {
+      // Drop the chosen directory's own name: the registry wants paths inside it.
+      const parts = (file.webkitRelativePath || file.name).split("/");
+      return [parts.slice(1).join("/") || file.name, file];
+    });
+    const loose = Array.from(form.elements.files.files).map((file) => [file.name, file]);
+    return fromDirectory.concat(loose);
+  }
+
+  function showError(text) {
+    errorLine.textContent = text;
+    errorLine.hidden = false;
+    statusLine.textContent = "";
+    progress.hidden = true;
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    errorLine.hidden = true;
+    const files = chosenFiles();
+    if (files.length === 0) {
+      showError("Choose the adapter directory or its files first.");
+      return;
+    }
+    const data = new FormData();
+    for (const field of ["name", "base", "parent", "provenance"]) {
+      const value = form.elements[field].value.trim();
+      if (value) data.append(field, value);
+    }
+    for (const [path, file] of files) data.append("file", file, path);
+
+    const request = new XMLHttpRequest();
+    request.open("POST", form.dataset.api);
+    request.setRequestHeader("X-CSRFToken", form.elements.csrfmiddlewaretoken.value);
+    request.setRequestHeader("Accept", "application/json");
+    progress.hidden = false;
+    progress.value = 0;
+    statusLine.textContent = "Uploading…";
+    request.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) {
+        progress.value = Math.round((100 * e.loaded) / e.total);
+        statusLine.textContent = progress.value < 100 ? `Uploading… ${progress.value}%` : "Validating…";
+      }
+    });
+    request.addEventListener("load", () => {
+      let body = null;
+      try { body = JSON.parse(request.responseText); } catch (e) { /* not JSON */ }
+      if (request.status === 200 || request.status === 201) {
+        statusLine.textContent = request.status === 201 ? "Registered." : "Already registered: same files.";
+        window.location.assign(`${form.dataset.pagePrefix}${body.namespace}/${body.name}/v${body.number}/`);
+      } else if (body && body.error) {
+        showError(`${body.error.code}: ${body.error.message}`);
+      } else {
+        showError(`The registry answered HTTP ${request.status}.`);
+      }
+    });
+    request.addEventListener("error", () => showError("The upload was interrupted: check the connection and try again."));
+    request.send(data);
+  });
+})();

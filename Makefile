@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint benchmark clean
+.PHONY: install run test screenshots lint benchmark clean
 
 install: $(STAMP)
 
@@ -20,6 +20,9 @@ run: install
 test: export SECRET_KEY ?= insecure-test-only-key
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: install
+	UI_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui/test_browser.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,7 +28,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make screenshots` refreshes the README's pictures; other runs keep theirs in a temp dir.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" if os.environ.get("UI_SCREENSHOTS") else None
 
 
 @pytest.fixture(scope="session")
@@ -90,12 +91,20 @@ def sign_in(page, live_server, username="erin"):
     page.wait_for_url(re.compile(r"/adapters/$"))
 
 
-def screenshot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture
+def screenshot(tmp_path):
+    directory = SCREENSHOTS or tmp_path
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> None:
+        path = directory / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000  # a rendered page, not a blank image
+
+    return take
 
 
-def test_find_an_adapter_follow_its_lineage_and_base(page, live_server, catalogue):
+def test_find_an_adapter_follow_its_lineage_and_base(page, live_server, catalogue, screenshot):
     sign_in(page, live_server)
     assert page.locator("table.list tbody tr").count() == 4
     screenshot(page, "adapters")
@@ -122,7 +131,7 @@ def test_find_an_adapter_follow_its_lineage_and_base(page, live_server, catalogu
     screenshot(page, "base-detail")
 
 
-def test_a_shared_search_url_opens_filtered(page, live_server, catalogue):
+def test_a_shared_search_url_opens_filtered(page, live_server, catalogue, screenshot):
     sign_in(page, live_server)
     page.goto(f"{live_server.url}/adapters/?q=summar")
     assert page.locator("table.list tbody tr").count() == 1
@@ -148,7 +157,7 @@ def test_upload_an_adapter_and_see_it_appear(page, live_server, catalogue, zoo, 
     assert "acme/uploaded:v1" in page.inner_text("table.list")
 
 
-def test_a_refused_upload_shows_the_api_error(page, live_server, catalogue, tmp_path):
+def test_a_refused_upload_shows_the_api_error(page, live_server, catalogue, tmp_path, screenshot):
     sign_in(page, live_server)
     page.goto(f"{live_server.url}/adapters/upload/")
     weights = tmp_path / "adapter_model.bin"
@@ -163,7 +172,7 @@ def test_a_refused_upload_shows_the_api_error(page, live_server, catalogue, tmp_
     screenshot(page, "upload-refused")
 
 
-def test_narrow_window(page, live_server, catalogue):
+def test_narrow_window(page, live_server, catalogue, screenshot):
     sign_in(page, live_server)
     page.set_viewport_size({"width": 390, "height": 800})
     page.goto(f"{live_server.url}/adapters/{catalogue['root'].adapter.namespace}/{catalogue['root'].adapter.name}/v1/")

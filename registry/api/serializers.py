@@ -11,6 +11,20 @@ class FileSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
 
 
+# Fields every version representation starts with, base model or adapter.
+VERSION_IDENTITY_FIELDS = [
+    "id",
+    "ref",
+    "digest_ref",
+    "namespace",
+    "name",
+    "number",
+    "digest",
+    "status",
+    "status_reason",
+]
+
+
 class BaseVersionSerializer(serializers.ModelSerializer):
     ref = serializers.CharField(read_only=True)
     digest_ref = serializers.CharField(read_only=True)
@@ -20,16 +34,7 @@ class BaseVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BaseModelVersion
-        fields = [
-            "id",
-            "ref",
-            "digest_ref",
-            "namespace",
-            "name",
-            "number",
-            "digest",
-            "status",
-            "status_reason",
+        fields = VERSION_IDENTITY_FIELDS + [
             "architecture",
             "model_type",
             "hidden_size",
@@ -76,16 +81,7 @@ class AdapterVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AdapterVersion
-        fields = [
-            "id",
-            "ref",
-            "digest_ref",
-            "namespace",
-            "name",
-            "number",
-            "digest",
-            "status",
-            "status_reason",
+        fields = VERSION_IDENTITY_FIELDS + [
             "base",
             "parent",
             "peft_type",

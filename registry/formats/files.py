@@ -16,38 +16,27 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib",
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 SHARD_PATTERN = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
-BASE_FIXED_NAMES = {
+# Tokenizer files: part of a base, and of an adapter that added tokens to it.
+TOKENIZER_NAMES = {
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+}
+BASE_FIXED_NAMES = TOKENIZER_NAMES | {
     "config.json",
     "generation_config.json",
     "model.safetensors",
     "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "chat_template.jinja",
     "chat_template.json",
     "README.md",
 }
-ADAPTER_FIXED_NAMES = {
-    "adapter_config.json",
-    "adapter_model.safetensors",
-    "README.md",
-    # Adapters that add tokens ship the tokenizer they were trained with.
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "chat_template.jinja",
-}
+ADAPTER_FIXED_NAMES = TOKENIZER_NAMES | {"adapter_config.json", "adapter_model.safetensors", "README.md"}
 JSON_SUFFIX = ".json"
 TEXT_SUFFIXES = (".txt", ".md", ".jinja")
 

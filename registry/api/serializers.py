@@ -1,5 +1,7 @@
 import json
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.models import AdapterVersion, BaseModelVersion, Status
@@ -128,6 +130,7 @@ class LineageSerializer(serializers.Serializer):
     edges = LineageEdgeSerializer(many=True)
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class _JSONObjectField(serializers.Field):
     """A JSON object sent as a multipart text field."""
 

@@ -61,3 +61,9 @@ def test_health_reports_a_broker_outage_as_degraded(db, client, settings):
     body = client.get("/healthz").json()
     assert body["status"] == "degraded"
     assert body["database"] == "ok" and body["broker"].startswith("error")
+
+
+def test_the_openapi_schema_validates_without_warnings(db, capsys):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")

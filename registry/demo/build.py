@@ -7,12 +7,15 @@ downloads anything.
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 # Never reach for a model hub: every model here is built or shipped locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Deprecation notices from transformers internals say nothing to someone seeding a demo.
+warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 DEMO_DIR = Path(__file__).resolve().parent
 MINILM_FILES = (

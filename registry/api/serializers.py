@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.models import AdapterVersion, BaseModelVersion, Status
+from registry.selectors import ADAPTER_METADATA_FIELDS, BASE_METADATA_FIELDS
 
 
 class FileSerializer(serializers.Serializer):
@@ -37,13 +38,7 @@ class BaseVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = BaseModelVersion
         fields = VERSION_IDENTITY_FIELDS + [
-            "architecture",
-            "model_type",
-            "hidden_size",
-            "num_layers",
-            "parameter_count",
-            "dtype",
-            "total_bytes",
+            *BASE_METADATA_FIELDS,
             "created_at",
             "created_by",
         ]
@@ -86,17 +81,7 @@ class AdapterVersionSerializer(serializers.ModelSerializer):
         fields = VERSION_IDENTITY_FIELDS + [
             "base",
             "parent",
-            "peft_type",
-            "r",
-            "lora_alpha",
-            "target_modules",
-            "modules_to_save",
-            "use_dora",
-            "use_rslora",
-            "tensor_count",
-            "parameter_count",
-            "total_bytes",
-            "dtypes",
+            *ADAPTER_METADATA_FIELDS,
             "created_at",
             "created_by",
         ]
@@ -219,19 +204,7 @@ def adapter_row_data(row: dict) -> dict:
     data = _common_row(row, "adapter")
     data["base"] = _link(row, "base_version", "base_model")
     data["parent"] = _link(row, "parent", "adapter")
-    for field in (
-        "peft_type",
-        "r",
-        "lora_alpha",
-        "target_modules",
-        "modules_to_save",
-        "use_dora",
-        "use_rslora",
-        "tensor_count",
-        "parameter_count",
-        "total_bytes",
-        "dtypes",
-    ):
+    for field in ADAPTER_METADATA_FIELDS:
         data[field] = row[field]
     data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
     data["created_by"] = row["created_by__username"]
@@ -241,7 +214,7 @@ def adapter_row_data(row: dict) -> dict:
 def base_row_data(row: dict) -> dict:
     """BaseVersionSerializer's output for a row of selectors.base_version_rows()."""
     data = _common_row(row, "base_model")
-    for field in ("architecture", "model_type", "hidden_size", "num_layers", "parameter_count", "dtype", "total_bytes"):
+    for field in BASE_METADATA_FIELDS:
         data[field] = row[field]
     data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
     data["created_by"] = row["created_by__username"]

@@ -18,6 +18,8 @@ run: install
 
 # Tests may run against a DATABASE_URL server (CI) where no embedded key exists.
 test: export SECRET_KEY ?= insecure-test-only-key
+# Without a broker server, tests queue into their own folder, not the one `make run` consumes.
+test: export CELERY_FILESYSTEM_BROKER_DIR ?= $(CURDIR)/var/test-broker
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

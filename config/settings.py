@@ -197,11 +197,12 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+FILESYSTEM_BROKER_DIR = Path(env_str("CELERY_FILESYSTEM_BROKER_DIR", str(VAR_DIR / "broker")))
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
-        "data_folder_in": str(VAR_DIR / "broker" / "queue"),
-        "data_folder_out": str(VAR_DIR / "broker" / "queue"),
-        "processed_folder": str(VAR_DIR / "broker" / "processed"),
+        "data_folder_in": str(FILESYSTEM_BROKER_DIR / "queue"),
+        "data_folder_out": str(FILESYSTEM_BROKER_DIR / "queue"),
+        "processed_folder": str(FILESYSTEM_BROKER_DIR / "processed"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem://")
@@ -217,6 +218,20 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+CELERY_BEAT_SCHEDULE = {
+    "reap-lost-workers": {"task": "workers.reap", "schedule": 10.0, "options": {"queue": "cpu", "expires": 10}},
+}
+
+# --- Worker pool ----------------------------------------------------------------------
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 5)
+WORKER_LOST_AFTER_SECONDS = env_int("WORKER_LOST_AFTER_SECONDS", 30)
+WORKER_GPU_MEMORY_BUDGET_BYTES = env_int("WORKER_GPU_MEMORY_BUDGET_BYTES", 0)  # 0: 80% of the device
+WORKER_HOST_MEMORY_BUDGET_BYTES = env_int("WORKER_HOST_MEMORY_BUDGET_BYTES", 0)  # 0: 50% of RAM
+WORKER_MAX_ADAPTERS_PER_BASE = env_int("WORKER_MAX_ADAPTERS_PER_BASE", 8)
+WORKER_CACHE_DIR = Path(env_str("WORKER_CACHE_DIR", str(VAR_DIR / "worker-cache")))
+EVALUATION_SEED = env_int("EVALUATION_SEED", 1234)
+MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI")
 
 LOGGING = {
     "version": 1,

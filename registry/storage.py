@@ -48,6 +48,10 @@ class FilesystemBlobStore:
     def open(self, sha256: str):
         return self.path(sha256).open("rb")
 
+    def materialize(self, sha256: str, target: Path) -> None:
+        """Make the blob appear at `target` (workers build model directories this way)."""
+        os.symlink(self.path(sha256), target)
+
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
 
@@ -72,6 +76,11 @@ class DjangoStorageBlobStore:
 
     def open(self, sha256: str):
         return self.storage.open(blob_name(sha256), "rb")
+
+    def materialize(self, sha256: str, target: Path) -> None:
+        with self.open(sha256) as source, target.open("wb") as destination:
+            while chunk := source.read(8 * 1024 * 1024):
+                destination.write(chunk)
 
     def delete(self, sha256: str) -> None:
         self.storage.delete(blob_name(sha256))

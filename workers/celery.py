@@ -1,4 +1,9 @@
-"""The Celery app: configured from Django settings (CELERY_*), tasks in workers/tasks.py."""
+"""The Celery app: configured from Django settings (CELERY_*); tasks in workers/tasks.py.
+
+Queues: `cpu` (light work, the reaper), `gpu` (checks and evaluations on the pool)
+and one direct queue per worker (`worker.<nodename>`) for affinity routing.
+GPU workers run a solo pool so that every task shares the process's resident models.
+"""
 
 import os
 
@@ -9,3 +14,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("adapter_registry")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
+app.conf.imports = ["workers.lifecycle"]

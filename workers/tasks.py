@@ -1,9 +1,71 @@
-"""Celery tasks: thin callers of registry services, each naming its queue and time limit."""
+"""Celery tasks: thin callers of registry services and the worker runtime.
+
+Each names its queue (or is routed per call) and its time limits; jobs are
+claimed with a conditional update, so a redelivered message is harmless.
+"""
+
+import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from registry.models import Job
+from registry.services.jobs import (
+    job_claim,
+    job_complete_compatibility,
+    job_complete_evaluation,
+    job_fail,
+    workers_reap,
+)
+from workers import execute
+from workers.lifecycle import current_worker
+
+logger = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError)
 
 
-@shared_task(name="workers.ping", queue="cpu", time_limit=30, acks_late=True)
+@shared_task(name="workers.ping", queue="cpu", time_limit=30)
 def ping() -> str:
-    """Round-trip check used by operators (and tests) to prove a worker is consuming."""
+    """Round-trip check: proves a worker is consuming."""
     return "pong"
+
+
+@shared_task(name="workers.reap", queue="cpu", time_limit=60, ignore_result=True)
+def reap() -> list[str]:
+    """Periodic (beat): mark silent workers lost and re-queue their jobs."""
+    return workers_reap()
+
+
+@shared_task(
+    name="workers.run_job",
+    bind=True,
+    acks_late=True,
+    time_limit=3600,
+    soft_time_limit=3300,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def run_job(self, job_id: str) -> str:
+    worker = current_worker()
+    job = job_claim(job_id=job_id, worker=worker)
+    if job is None:
+        return "skipped: not queued (done, taken or gone)"
+    try:
+        if job.kind == Job.Kind.COMPATIBILITY:
+            outcome = execute.compatibility(job)
+            recorded = job_complete_compatibility(job=job, worker=worker, **outcome)
+        else:
+            outcome = execute.evaluation(job)
+            recorded = job_complete_evaluation(job=job, worker=worker, **outcome)
+    except TRANSIENT:
+        Job.objects.filter(id=job.id, claimed_by=worker, state=Job.State.RUNNING).update(
+            state=Job.State.QUEUED, claimed_by=None
+        )
+        raise
+    except Exception as exc:  # the job failed on its merits: record why, do not retry
+        logger.exception("job %s failed", job.id)
+        job_fail(job=job, worker=worker, error=f"{exc.__class__.__name__}: {exc}")
+        return "failed"
+    return "done" if recorded else "discarded: the claim was lost to the reaper"

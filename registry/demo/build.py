@@ -83,10 +83,12 @@ def build_llama_base(
 
 
 def _load_base(base_dir: Path, task: str, num_labels: int):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if task == "sequence-classification":
         return AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=num_labels)
+    if task == "encoder":
+        return AutoModel.from_pretrained(base_dir)
     return AutoModelForCausalLM.from_pretrained(base_dir)
 
 

@@ -214,18 +214,20 @@ def parse_header_bytes(prefix: bytes, file_size: int, label: str) -> Safetensors
     )
 
 
+def read_header_from(handle, file_size: int, label: str) -> SafetensorsHeader:
+    """Read and validate only the header from an open binary file (local or object storage)."""
+    length_bytes = handle.read(8)
+    if len(length_bytes) < 8:
+        raise _refuse("safetensors_truncated", "the file is shorter than the 8-byte header length", label)
+    (header_length,) = struct.unpack("<Q", length_bytes)
+    prefix = length_bytes + handle.read(min(header_length, MAX_HEADER_BYTES))
+    return parse_header_bytes(prefix, file_size, label)
+
+
 def read_header(path: Path, label: str | None = None) -> SafetensorsHeader:
     """Read and validate only the header of the safetensors file at `path`."""
-    label = label or path.name
-    file_size = path.stat().st_size
     with path.open("rb") as handle:
-        length_bytes = handle.read(8)
-        if len(length_bytes) < 8:
-            raise _refuse("safetensors_truncated", "the file is shorter than the 8-byte header length", label)
-        (header_length,) = struct.unpack("<Q", length_bytes)
-        to_read = min(header_length, MAX_HEADER_BYTES)
-        prefix = length_bytes + handle.read(to_read)
-    return parse_header_bytes(prefix, file_size, label)
+        return read_header_from(handle, path.stat().st_size, label or path.name)
 
 
 def cross_check_with_safetensors(path: Path, header: SafetensorsHeader, label: str | None = None) -> None:

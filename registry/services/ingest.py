@@ -31,6 +31,7 @@ from registry.models import (
 )
 from registry.refs import parse_name
 from registry.selectors import adapter_version_get, base_version_get
+from registry.services.checks import adapter_version_checks_start
 from registry.storage import get_blob_store
 
 PROVENANCE_FIELDS = {
@@ -253,6 +254,8 @@ def adapter_version_ingest(
         AdapterFile.objects.bulk_create(
             [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
         )
+        adapter_version_checks_start(version)
+        version.refresh_from_db(fields=["status", "status_reason"])
         return IngestResult(version, created=True)
 
     try:

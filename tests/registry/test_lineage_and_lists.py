@@ -57,6 +57,7 @@ def test_list_filters(alice_client, family):
     ]
     assert {r["ref"] for r in alice_client.get("/api/v1/adapters/?r=8").json()["results"]} == {"acme/grandchild:v1"}
     assert alice_client.get("/api/v1/adapters/?status=ready").json()["results"] == []
+    assert len(alice_client.get("/api/v1/adapters/?status=checking").json()["results"]) == 4
     assert len(alice_client.get("/api/v1/adapters/?peft_type=lora").json()["results"]) == 4
     bad = alice_client.get("/api/v1/adapters/?status=bogus")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_error"

@@ -96,7 +96,7 @@ def test_search_returns_only_the_fragment_to_htmx(signed_in, family):
 @pytest.mark.parametrize(
     "query,expected",
     [
-        ("status=received", 3),
+        ("status=checking", 3),
         ("r=8", 1),
         ("peft_type=LORA", 3),
         ("namespace=acme", 3),

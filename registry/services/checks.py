@@ -1,0 +1,49 @@
+"""Checks and evaluations started for every new adapter version.
+
+The static check reads headers only, so it runs right away in the pushing
+request: a misfit adapter is rejected with reasons before anything is queued.
+When it passes, the dynamic check (a forward pass on a worker) is queued, and so
+is an evaluation on every suite attached to the adapter's name.
+"""
+
+from django.db import transaction
+
+from registry.compat import static_compatibility
+from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
+from registry.services.jobs import job_create, version_tensor_headers
+
+
+@transaction.atomic
+def adapter_version_static_check(version: AdapterVersion) -> Check:
+    result = static_compatibility(
+        version_tensor_headers(version), version.config, version_tensor_headers(version.base_version)
+    )
+    check, _ = Check.objects.update_or_create(
+        adapter_version=version,
+        kind=Check.Kind.STATIC,
+        defaults={"verdict": result.verdict, "reasons": result.reasons, "details": result.details},
+    )
+    if result.verdict == Check.Verdict.FAIL:
+        AdapterVersion.objects.filter(id=version.id).update(
+            status=Status.REJECTED, status_reason=f"static check: {result.reasons[0]}"[:2000]
+        )
+    else:
+        AdapterVersion.objects.filter(id=version.id).update(status=Status.CHECKING, status_reason="")
+    return check
+
+
+@transaction.atomic
+def adapter_version_checks_start(version: AdapterVersion) -> None:
+    """Static check now; the dynamic check and attached evaluations on the worker pool."""
+    check = adapter_version_static_check(version)
+    if check.verdict == Check.Verdict.FAIL:
+        return
+    job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version)
+    for suite in EvaluationSuite.objects.filter(attachments__adapter=version.adapter_id):
+        job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)
+
+
+@transaction.atomic
+def adapter_version_evaluate(*, version: AdapterVersion, suite: EvaluationSuite) -> Job:
+    """An evaluation on demand."""
+    return job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)

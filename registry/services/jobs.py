@@ -1,0 +1,192 @@
+"""Work for the worker pool: create jobs, route them, claim them, record results, reap.
+
+Routing is by affinity: a job for base B goes to the direct queue of a live
+worker that already holds B resident; otherwise to the shared `gpu` queue, whose
+taker loads B. Claims are conditional updates, so a job runs once however often
+its message is delivered, and a result is recorded only by the worker that still
+holds the claim.
+"""
+
+import logging
+from datetime import timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from registry.formats.safetensors_header import TensorInfo, read_header_from
+from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
+from registry.storage import get_blob_store
+
+logger = logging.getLogger(__name__)
+SHARED_GPU_QUEUE = "gpu"
+RUN_JOB_TASK = "workers.run_job"
+
+
+def direct_queue_name(hostname: str) -> str:
+    return f"worker.{hostname}"
+
+
+# --- Headers from the blob store ------------------------------------------------------
+
+
+def version_tensor_headers(version: AdapterVersion | BaseModelVersion) -> dict[str, TensorInfo]:
+    """All tensors of a version's safetensors files, reading only their headers."""
+    store = get_blob_store()
+    tensors: dict[str, TensorInfo] = {}
+    for file in version.files.filter(path__endswith=".safetensors"):
+        with store.open(file.blob_id) as handle:
+            tensors.update(read_header_from(handle, file.size, file.path).tensors)
+    return tensors
+
+
+# --- Routing ----------------------------------------------------------------------------
+
+
+def live_workers():
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
+    return Worker.objects.filter(state=Worker.State.ONLINE, last_heartbeat_at__gte=cutoff)
+
+
+def route_job(job: Job) -> str:
+    """The queue for a job: a live worker that holds its base, else the shared gpu queue."""
+    base_id = str(job.adapter_version.base_version_id)
+    holders = [w for w in live_workers() if w.holds_base(base_id) and SHARED_GPU_QUEUE in w.queues]
+    if holders:
+        return min(holders, key=lambda w: w.claimed_jobs.filter(state=Job.State.RUNNING).count()).direct_queue
+    return SHARED_GPU_QUEUE
+
+
+def _send(job_id) -> None:
+    job = Job.objects.select_related("adapter_version").get(id=job_id)
+    queue = route_job(job)
+    Job.objects.filter(id=job.id).update(queue=queue)
+    # By name: the registry does not import the workers package (workers/tasks.py defines it).
+    current_app.send_task(RUN_JOB_TASK, args=[str(job.id)], queue=queue)
+
+
+def job_enqueue(job: Job) -> None:
+    """Send the job to its queue once the transaction that created it commits."""
+    transaction.on_commit(lambda: _send(job.id))
+
+
+def job_create(*, kind: str, adapter_version: AdapterVersion, suite: EvaluationSuite | None = None) -> Job:
+    job = Job.objects.create(kind=kind, adapter_version=adapter_version, suite=suite)
+    job_enqueue(job)
+    return job
+
+
+# --- Claims and results ------------------------------------------------------------------
+
+
+def job_claim(*, job_id, worker: Worker) -> Job | None:
+    """Take a queued job for this worker; None when it is gone, done or taken."""
+    claimed = Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
+        state=Job.State.RUNNING,
+        claimed_by=worker,
+        ran_on=worker.hostname,
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return None
+    return Job.objects.select_related(
+        "adapter_version__base_version__base_model", "adapter_version__adapter", "suite"
+    ).get(id=job_id)
+
+
+def _finish(job: Job, worker: Worker, **fields) -> bool:
+    """Close a job only if this worker still holds it; False when the claim was lost (reaped)."""
+    return bool(
+        Job.objects.filter(id=job.id, state=Job.State.RUNNING, claimed_by=worker).update(
+            finished_at=timezone.now(), **fields
+        )
+    )
+
+
+def _refresh_adapter_status(version: AdapterVersion) -> None:
+    """ready when both checks pass, rejected as soon as one fails, else checking."""
+    checks = {c.kind: c for c in version.checks.all()}
+    failed = [c for c in checks.values() if c.verdict == Check.Verdict.FAIL]
+    if failed:
+        reason = "; ".join(f"{c.kind} check: {c.reasons[0]}" for c in failed if c.reasons)
+        status = Status.REJECTED
+    elif {Check.Kind.STATIC, Check.Kind.DYNAMIC} <= set(checks):
+        status, reason = Status.READY, ""
+    else:
+        status, reason = Status.CHECKING, ""
+    AdapterVersion.objects.filter(id=version.id).update(status=status, status_reason=reason[:2000])
+
+
+@transaction.atomic
+def job_complete_compatibility(
+    *, job: Job, worker: Worker, verdict: str, reasons: list[str], details: dict, base_was_resident: bool
+) -> bool:
+    if not _finish(
+        job,
+        worker,
+        state=Job.State.SUCCEEDED,
+        base_was_resident=base_was_resident,
+        result={"verdict": verdict, "reasons": reasons},
+    ):
+        return False
+    Check.objects.update_or_create(
+        adapter_version=job.adapter_version,
+        kind=Check.Kind.DYNAMIC,
+        defaults={"job": job, "verdict": verdict, "reasons": reasons, "details": details},
+    )
+    _refresh_adapter_status(job.adapter_version)
+    return True
+
+
+@transaction.atomic
+def job_complete_evaluation(*, job: Job, worker: Worker, result: dict, base_was_resident: bool) -> bool:
+    return _finish(job, worker, state=Job.State.SUCCEEDED, base_was_resident=base_was_resident, result=result)
+
+
+@transaction.atomic
+def job_fail(*, job: Job, worker: Worker, error: str) -> bool:
+    if not _finish(job, worker, state=Job.State.FAILED, error=error[:4000]):
+        return False
+    if job.kind == Job.Kind.COMPATIBILITY:
+        Check.objects.update_or_create(
+            adapter_version=job.adapter_version,
+            kind=Check.Kind.DYNAMIC,
+            defaults={
+                "job": job,
+                "verdict": Check.Verdict.FAIL,
+                "reasons": [f"the check could not run: {error[:500]}"],
+                "details": {},
+            },
+        )
+        _refresh_adapter_status(job.adapter_version)
+    return True
+
+
+# --- The reaper ---------------------------------------------------------------------------
+
+
+def workers_reap() -> list[str]:
+    """Mark silent workers lost and put their running jobs back in a queue; returns job ids re-queued."""
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
+    requeued = []
+    with transaction.atomic():
+        lost = list(
+            Worker.objects.select_for_update(skip_locked=True).filter(
+                state=Worker.State.ONLINE, last_heartbeat_at__lt=cutoff
+            )
+        )
+        for worker in lost:
+            Worker.objects.filter(id=worker.id).update(state=Worker.State.LOST, resident={})
+            logger.warning("worker %s stopped heartbeating; marked lost", worker.hostname)
+        for job in Job.objects.filter(
+            state=Job.State.RUNNING, claimed_by__state__in=[Worker.State.LOST, Worker.State.STOPPED]
+        ):
+            if Job.objects.filter(id=job.id, state=Job.State.RUNNING).update(
+                state=Job.State.QUEUED, claimed_by=None, started_at=None
+            ):
+                job_enqueue(job)
+                requeued.append(str(job.id))
+    return requeued

@@ -1,0 +1,96 @@
+"""Evaluation suites: versioned, content-hashed JSONL datasets with a task type."""
+
+import json
+
+from django.db import transaction
+from django.db.models import Max
+
+from registry.errors import InvalidArtifact, NotFound
+from registry.formats.artifact import IncomingFile
+from registry.models import Adapter, Blob, EvaluationSuite, SuiteAttachment
+from registry.refs import parse_name, parse_ref
+from registry.storage import get_blob_store
+
+MAX_SUITE_BYTES = 64 * 1024 * 1024
+MAX_EXAMPLES = 100_000
+REQUIRED_KEYS = {
+    EvaluationSuite.TaskType.CAUSAL_LM: {"text": str},
+    EvaluationSuite.TaskType.CLASSIFICATION: {"text": str, "label": int},
+    EvaluationSuite.TaskType.EXACT_MATCH: {"prompt": str, "answer": str},
+}
+
+
+def _validate_rows(data: bytes, task_type: str) -> int:
+    if len(data) > MAX_SUITE_BYTES:
+        raise InvalidArtifact("suite_too_large", f"the suite is {len(data)} bytes; at most {MAX_SUITE_BYTES}")
+    try:
+        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise InvalidArtifact("suite_invalid", "the suite is not UTF-8 text (JSON Lines)") from None
+    if not lines or len(lines) > MAX_EXAMPLES:
+        raise InvalidArtifact("suite_invalid", f"a suite holds 1 to {MAX_EXAMPLES} examples, one JSON object per line")
+    required = REQUIRED_KEYS[task_type]
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise InvalidArtifact("suite_invalid", f"line {number} is not JSON") from None
+        for key, kind in required.items():
+            if not isinstance(row, dict) or not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
+                raise InvalidArtifact(
+                    "suite_invalid", f"line {number} needs {key!r} ({kind.__name__}) for a {task_type} suite"
+                )
+    return len(lines)
+
+
+def evaluation_suite_register(*, name: str, task_type: str, file: IncomingFile, user) -> tuple[EvaluationSuite, bool]:
+    namespace, short_name = parse_name(name)
+    if task_type not in REQUIRED_KEYS:
+        raise InvalidArtifact("suite_task_type_invalid", f"task_type must be one of {', '.join(REQUIRED_KEYS)}")
+    count = _validate_rows(file.temp_path.read_bytes(), task_type)
+    existing = EvaluationSuite.objects.filter(namespace=namespace, name=short_name, digest=file.sha256).first()
+    if existing:
+        return existing, False
+    get_blob_store().put_file(file.sha256, file.temp_path)
+    with transaction.atomic():
+        Blob.objects.get_or_create(sha256=file.sha256, defaults={"size": file.size})
+        number = (
+            EvaluationSuite.objects.filter(namespace=namespace, name=short_name).aggregate(n=Max("number"))["n"] or 0
+        ) + 1
+        suite = EvaluationSuite.objects.create(
+            namespace=namespace,
+            name=short_name,
+            number=number,
+            digest=file.sha256,
+            task_type=task_type,
+            blob_id=file.sha256,
+            example_count=count,
+            created_by=user,
+        )
+    return suite, True
+
+
+def evaluation_suite_get(ref: str) -> EvaluationSuite:
+    parsed = parse_ref(ref)
+    queryset = EvaluationSuite.objects.all()
+    if parsed.id:
+        suite = queryset.filter(id=parsed.id).first()
+    else:
+        queryset = queryset.filter(namespace=parsed.namespace, name=parsed.name)
+        if parsed.number:
+            queryset = queryset.filter(number=parsed.number)
+        elif parsed.digest:
+            queryset = queryset.filter(digest=parsed.digest)
+        suite = queryset.order_by("-number").first()
+    if suite is None:
+        raise NotFound("suite_not_found", f"no evaluation suite matches {ref!r}")
+    return suite
+
+
+def evaluation_suite_attach(*, suite: EvaluationSuite, adapter_name: str) -> SuiteAttachment:
+    namespace, short_name = parse_name(adapter_name)
+    adapter = Adapter.objects.filter(namespace=namespace, name=short_name).first()
+    if adapter is None:
+        raise NotFound("adapter_not_found", f"no adapter is named {adapter_name!r}; push a version first")
+    attachment, _ = SuiteAttachment.objects.get_or_create(adapter=adapter, suite=suite)
+    return attachment

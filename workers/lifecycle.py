@@ -1,0 +1,81 @@
+"""Worker lifecycle: a direct queue per worker, registration, heartbeats, shutdown.
+
+Each worker consumes `worker.<nodename>` besides the queues it was started with,
+so jobs for a base it holds can be sent to it alone. A heartbeat thread reports
+device memory and the resident cache; the reaper marks silent workers lost.
+"""
+
+import logging
+import threading
+
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from registry.models import Worker
+from registry.services.jobs import direct_queue_name
+from workers.runtime.device import probe
+
+logger = logging.getLogger(__name__)
+_state = {"hostname": None, "stop": threading.Event()}
+
+
+@celeryd_after_setup.connect
+def add_direct_queue(sender, instance, **kwargs):
+    _state["hostname"] = sender
+    instance.app.amqp.queues.select_add(direct_queue_name(sender))
+
+
+def _resident_snapshot() -> dict:
+    from workers.execute import _cache  # only what this process has loaded; never load here
+
+    return _cache.snapshot() if _cache is not None else {}
+
+
+def _report() -> dict:
+    info = probe()
+    return {
+        "device_type": info["device_type"],
+        "device_name": info["device_name"],
+        "device_memory_total": info["device_memory_total"],
+        "device_memory_free": info["device_memory_free"],
+        "host_memory_total": info["host_memory_total"],
+        "host_memory_available": info["host_memory_available"],
+        "library_versions": info["library_versions"],
+        "resident": _resident_snapshot(),
+        "last_heartbeat_at": timezone.now(),
+        "state": Worker.State.ONLINE,
+    }
+
+
+@worker_ready.connect
+def register(sender, **kwargs):
+    hostname = sender.hostname
+    queues = sorted(sender.app.amqp.queues.consume_from.keys())
+    Worker.objects.update_or_create(
+        hostname=hostname, defaults={"queues": queues, "direct_queue": direct_queue_name(hostname), **_report()}
+    )
+    logger.info("registered worker %s on %s", hostname, queues)
+    threading.Thread(target=_heartbeat_loop, args=(hostname,), name="registry-heartbeat", daemon=True).start()
+
+
+def _heartbeat_loop(hostname: str) -> None:
+    while not _state["stop"].wait(settings.WORKER_HEARTBEAT_SECONDS):
+        try:
+            close_old_connections()
+            Worker.objects.filter(hostname=hostname).update(**_report())
+        except Exception:  # a missed beat is retried at the next tick; the reaper tolerates a few
+            logger.exception("heartbeat failed")
+
+
+@worker_shutdown.connect
+def unregister(sender, **kwargs):
+    _state["stop"].set()
+    if _state["hostname"]:
+        close_old_connections()
+        Worker.objects.filter(hostname=_state["hostname"]).update(state=Worker.State.STOPPED, resident={})
+
+
+def current_worker() -> Worker:
+    return Worker.objects.get(hostname=_state["hostname"])

@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -160,18 +162,152 @@ def cmd_push_base(args, registry: Registry) -> None:
     _emit(args, "bases", body)
 
 
+def _mlflow_adapter(run_uri: str, destination: Path) -> tuple[Path, dict]:
+    """Download an adapter logged to an MLflow run and read its provenance from the run."""
+    try:
+        import mlflow
+        from mlflow.artifacts import download_artifacts
+    except ImportError:
+        raise CliError("--mlflow-run needs the mlflow package") from None
+    if not run_uri.startswith("runs:/"):
+        raise CliError(f"--mlflow-run takes runs:/<run_id>/<artifact path>, got {run_uri!r}")
+    run_id = run_uri.removeprefix("runs:/").split("/", 1)[0]
+    try:
+        directory = Path(download_artifacts(artifact_uri=run_uri, dst_path=str(destination)))
+        run = mlflow.MlflowClient().get_run(run_id)
+    except Exception as exc:  # mlflow raises MlflowException and transport errors
+        raise CliError(f"cannot read MLflow run {run_uri}: {exc}") from None
+    provenance = {"mlflow_run_id": run_id, "mlflow_run_uri": run_uri, "params": dict(run.data.params)}
+    commit = run.data.tags.get("mlflow.source.git.commit", "")
+    if commit:
+        provenance["code_commit"] = commit[:64]
+    inputs = getattr(run, "inputs", None)
+    datasets = getattr(inputs, "dataset_inputs", None) or []
+    if datasets:
+        provenance["dataset_name"] = datasets[0].dataset.name[:256]
+        provenance["dataset_digest"] = datasets[0].dataset.digest[:128]
+    return directory, provenance
+
+
+def _read_provenance(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read provenance file {path}: {exc}") from None
+
+
 def cmd_push(args, registry: Registry) -> None:
     fields = {"name": args.name, "base": args.base}
     if args.parent:
         fields["parent"] = args.parent
-    if args.provenance:
-        try:
-            provenance = json.loads(Path(args.provenance).read_text())
-        except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read provenance file {args.provenance}: {exc}") from None
-        fields["provenance"] = json.dumps(provenance)
-    body = _upload(registry, "adapters/", Path(args.directory), fields, args.progress)
+    provenance = _read_provenance(args.provenance)
+    with tempfile.TemporaryDirectory(prefix="adapterctl-") as scratch:
+        if args.mlflow_run:
+            directory, from_run = _mlflow_adapter(args.mlflow_run, Path(scratch))
+            provenance = {**from_run, **provenance}
+        elif args.directory:
+            directory = Path(args.directory)
+        else:
+            raise CliError("push needs a DIRECTORY or --mlflow-run runs:/<run_id>/<path>")
+        if provenance:
+            fields["provenance"] = json.dumps(provenance)
+        body = _upload(registry, "adapters/", directory, fields, args.progress)
     _emit(args, "adapters", body)
+
+
+FINAL_STATUSES = {"ready", "rejected"}
+
+
+def cmd_wait(args, registry: Registry) -> None:
+    """Block until checks and evaluations finish; fail on rejection or a failed job."""
+    deadline = time.monotonic() + args.timeout
+    last_line = None
+    while True:
+        body = registry.request("GET", f"adapters/{args.ref}/checks")
+        line = f"{body['ref']}: {body['status']}, {body['pending']} job(s) pending"
+        if line != last_line and not args.json:
+            print(line, file=sys.stderr)
+            last_line = line
+        if body["status"] in FINAL_STATUSES and body["pending"] == 0:
+            break
+        if time.monotonic() > deadline:
+            raise CliError(f"timed out after {args.timeout}s: {line}")
+        time.sleep(args.interval)
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        _print_checks(body)
+    if body["status"] == "rejected":
+        raise CliError(f"rejected: {body['status_reason']}")
+    failed = [job for job in body["jobs"] if job["state"] == "failed"]
+    if failed:
+        raise CliError(f"{failed[0]['kind']} job {failed[0]['id']} failed: {failed[0]['error']}")
+
+
+def _print_checks(body: dict) -> None:
+    for check in body["checks"]:
+        print(
+            f"check {check['kind']}: {check['verdict']}"
+            + (f" ({'; '.join(check['reasons'])})" if check["reasons"] else "")
+        )
+    for job in body["jobs"]:
+        if job["kind"] != "evaluation" or job["state"] != "succeeded":
+            continue
+        metrics = job["result"]["metrics"]
+        for subject in ("adapter", "base", "reference"):
+            if metrics.get(subject):
+                shown = ", ".join(
+                    f"{k}={v}"
+                    for k, v in metrics[subject].items()
+                    if k not in ("examples", "examples_per_second", "tokens")
+                )
+                print(f"eval {job['suite']} {subject}: {shown}")
+
+
+def cmd_suite_push(args, registry: Registry) -> None:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    with path.open("rb") as handle:
+        body = registry.request(
+            "POST",
+            "suites/",
+            data={"name": args.name, "task_type": args.task_type},
+            files=[("file", (path.name, handle, "application/jsonl"))],
+        )
+    print(
+        json.dumps(body, indent=2)
+        if args.json
+        else f"{body['ref']}  {body['task_type']}  {body['example_count']} examples"
+    )
+
+
+def cmd_suite_attach(args, registry: Registry) -> None:
+    body = registry.request("POST", f"suites/{args.suite}/attach", json={"adapter": args.adapter})
+    print(
+        json.dumps(body, indent=2) if args.json else f"{body['ref']} now runs for every new version of {args.adapter}"
+    )
+
+
+def cmd_evaluate(args, registry: Registry) -> None:
+    body = registry.request("POST", f"adapters/{args.ref}/evaluations", json={"suite": args.suite})
+    print(
+        json.dumps(body, indent=2)
+        if args.json
+        else f"evaluation {body['id']} queued on {body['queue'] or 'the pool'}; adapterctl wait {args.ref}"
+    )
+
+
+def cmd_workers(args, registry: Registry) -> None:
+    body = registry.request("GET", "workers/")
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return
+    for worker in body:
+        bases = ", ".join(b["ref"] for b in worker["resident"].get("bases", [])) or "-"
+        print(f"{worker['hostname']:<40} {worker['state']:<8} {worker['device_type']:<5} resident: {bases}")
 
 
 def cmd_show(args, registry: Registry) -> None:
@@ -231,7 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     push_base.set_defaults(handler=cmd_push_base)
 
     push = commands.add_parser("push", help="push an adapter directory (PEFT layout)")
-    push.add_argument("directory")
+    push.add_argument("directory", nargs="?", help="the adapter directory (or use --mlflow-run)")
+    push.add_argument(
+        "--mlflow-run", help="import the adapter and its provenance from an MLflow run: runs:/<run_id>/<path>"
+    )
     push.add_argument("--name", required=True, help="namespace/name")
     push.add_argument("--base", required=True, help="the base model version it was trained on (any reference)")
     push.add_argument("--parent", help="the adapter version it was fine-tuned from")
@@ -245,6 +384,31 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref")
     show.add_argument("--base", action="store_true", help="look the reference up as a base model only")
     show.set_defaults(handler=cmd_show)
+
+    wait = commands.add_parser("wait", help="wait for checks and evaluations; exit 1 on rejection")
+    wait.add_argument("ref")
+    wait.add_argument("--timeout", type=float, default=1800)
+    wait.add_argument("--interval", type=float, default=2)
+    wait.set_defaults(handler=cmd_wait)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate an adapter version on a suite now")
+    evaluate.add_argument("ref")
+    evaluate.add_argument("--suite", required=True)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    suite = commands.add_parser("suite", help="evaluation suites").add_subparsers(dest="suite_command", required=True)
+    suite_push = suite.add_parser("push", help="register a JSONL suite")
+    suite_push.add_argument("file")
+    suite_push.add_argument("--name", required=True)
+    suite_push.add_argument("--task-type", required=True, choices=["causal_lm", "classification", "exact_match"])
+    suite_push.set_defaults(handler=cmd_suite_push)
+    suite_attach = suite.add_parser("attach", help="run a suite for every new version of an adapter name")
+    suite_attach.add_argument("suite")
+    suite_attach.add_argument("--adapter", required=True)
+    suite_attach.set_defaults(handler=cmd_suite_attach)
+
+    workers = commands.add_parser("workers", help="list workers and what they hold resident")
+    workers.set_defaults(handler=cmd_workers)
 
     ls = commands.add_parser("ls", help="list adapter versions (or base versions with --bases)")
     ls.add_argument("--bases", action="store_true")

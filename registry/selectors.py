@@ -3,10 +3,10 @@
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from registry.errors import NotFound
-from registry.models import AdapterVersion, BaseModelVersion
+from registry.models import AdapterVersion, BaseModelVersion, EvaluationSuite, Job, Worker
 from registry.refs import parse_ref
 
 LATEST_ALIAS = "latest"
@@ -232,3 +232,32 @@ def base_version_lineage(version: BaseModelVersion) -> Lineage:
     ids = _ids(_DESCENDANTS_SQL.format(start="base_version_id = %s"), [version.id])
     adapters = list(adapter_version_queryset().filter(id__in=ids).order_by("created_at"))
     return Lineage(root=version, bases=[version], adapters=adapters)
+
+
+# --- Worker pool ----------------------------------------------------------------------------
+
+
+def worker_list() -> QuerySet[Worker]:
+    running = Job.objects.filter(state=Job.State.RUNNING).only("id", "claimed_by_id", "kind", "adapter_version_id")
+    return Worker.objects.prefetch_related(Prefetch("claimed_jobs", queryset=running, to_attr="running_jobs")).order_by(
+        "state", "hostname"
+    )
+
+
+def jobs_of(version: AdapterVersion) -> QuerySet[Job]:
+    return (
+        Job.objects.filter(adapter_version=version)
+        .select_related("adapter_version__adapter", "suite")
+        .order_by("created_at")
+    )
+
+
+def job_get(job_id) -> Job:
+    job = Job.objects.select_related("adapter_version__adapter", "suite").filter(id=job_id).first()
+    if job is None:
+        raise NotFound("job_not_found", f"no job has id {job_id}")
+    return job
+
+
+def suite_list() -> QuerySet[EvaluationSuite]:
+    return EvaluationSuite.objects.order_by("namespace", "name", "-number")

@@ -14,7 +14,7 @@ urlpatterns = [
     path("adapters/", views.adapter_list, name="adapter-list"),
     path("adapters/upload/", views.adapter_upload, name="adapter-upload"),
     path("adapters/<str:namespace>/<str:name>/v<int:number>/", views.adapter_detail, name="adapter-detail"),
-    path("workers/", views.placeholder, {"section": "Workers"}, name="workers"),
+    path("workers/", views.worker_list, name="workers"),
     path("audit/", views.placeholder, {"section": "Audit"}, name="audit"),
     path("residency/", views.placeholder, {"section": "Residency"}, name="residency"),
 ]

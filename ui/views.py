@@ -8,10 +8,11 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseStopPolling
 
 from registry import selectors
 from registry.errors import RegistryError
-from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Status
+from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
 from registry.roles import can_push
 from ui.lineage import lineage_svg
 
@@ -169,10 +170,52 @@ def adapter_list(request):
     return _render(request, "ui/adapter_list.html", context, "results")
 
 
+NON_METRIC_KEYS = {"examples", "examples_per_second", "tokens"}
+
+
+def _evaluation_rows(job) -> list[dict]:
+    """One row per metric: adapter, base and reference values with the adapter's deltas."""
+    metrics = job.result.get("metrics", {})
+    adapter, base, reference = metrics.get("adapter", {}), metrics.get("base", {}), metrics.get("reference") or {}
+    rows = []
+    for key, value in adapter.items():
+        if key in NON_METRIC_KEYS:
+            continue
+        rows.append(
+            {
+                "metric": key,
+                "adapter": value,
+                "base": base.get(key),
+                "delta_base": round(value - base[key], 6) if key in base else None,
+                "reference": reference.get(key),
+                "delta_reference": round(value - reference[key], 6) if key in reference else None,
+            }
+        )
+    return rows
+
+
+def _checks_context(version) -> dict:
+    jobs = list(selectors.jobs_of(version))
+    evaluations = [
+        {"job": job, "rows": _evaluation_rows(job) if job.state == Job.State.SUCCEEDED else []}
+        for job in jobs
+        if job.kind == Job.Kind.EVALUATION
+    ]
+    pending = any(job.state in (Job.State.QUEUED, Job.State.RUNNING) for job in jobs)
+    return {"checks": list(version.checks.all()), "jobs": jobs, "evaluations": evaluations, "pending": pending}
+
+
 @require_GET
 @login_required
 def adapter_detail(request, namespace: str, name: str, number: int):
     version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    checks = _checks_context(version)
+    if _wants_fragment(request):
+        # Live progress: polled while jobs run; 286 tells htmx to stop once none is pending.
+        response = render(request, "ui/adapter_detail.html#checks", {"version": version, **checks})
+        if not checks["pending"]:
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
     lineage = selectors.adapter_version_lineage(version)
     context = {
         "version": version,
@@ -180,6 +223,7 @@ def adapter_detail(request, namespace: str, name: str, number: int):
         "history": version.adapter.versions.select_related("base_version__base_model").order_by("-number"),
         "children": version.children.select_related("adapter").order_by("created_at"),
         "lineage_svg": lineage_svg(lineage, current_id=version.id),
+        **checks,
     }
     return render(request, "ui/adapter_detail.html", context)
 
@@ -195,6 +239,13 @@ def adapter_upload(request):
         .order_by("base_model__namespace", "base_model__name", "-number")
     )
     return render(request, "ui/adapter_upload.html", {"bases": bases, "initial_base": request.GET.get("base", "")})
+
+
+@require_GET
+@login_required
+def worker_list(request):
+    context = {"workers": selectors.worker_list(), "queued": Job.objects.filter(state=Job.State.QUEUED).count()}
+    return _render(request, "ui/workers.html", context, "table")
 
 
 @require_GET

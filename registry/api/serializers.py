@@ -219,3 +219,105 @@ def base_row_data(row: dict) -> dict:
     data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
     data["created_by"] = row["created_by__username"]
     return data
+
+
+# --- Worker pool --------------------------------------------------------------------------
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    current_job = serializers.SerializerMethodField()
+
+    class Meta:
+        from registry.models import Worker
+
+        model = Worker
+        fields = [
+            "hostname",
+            "state",
+            "queues",
+            "direct_queue",
+            "device_type",
+            "device_name",
+            "device_memory_total",
+            "device_memory_free",
+            "host_memory_total",
+            "host_memory_available",
+            "library_versions",
+            "resident",
+            "started_at",
+            "last_heartbeat_at",
+            "current_job",
+        ]
+
+    def get_current_job(self, worker) -> str | None:
+        running = getattr(worker, "running_jobs", None)
+        return str(running[0].id) if running else None
+
+
+class JobSerializer(serializers.ModelSerializer):
+    adapter = serializers.CharField(source="adapter_version.ref")
+    suite = serializers.CharField(source="suite.ref", default=None)
+    duration_seconds = serializers.FloatField(read_only=True)
+
+    class Meta:
+        from registry.models import Job
+
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "state",
+            "adapter",
+            "suite",
+            "queue",
+            "attempts",
+            "ran_on",
+            "base_was_resident",
+            "result",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
+
+
+class CheckSerializer(serializers.ModelSerializer):
+    class Meta:
+        from registry.models import Check
+
+        model = Check
+        fields = ["kind", "verdict", "reasons", "details", "job", "created_at"]
+
+
+class AdapterChecksSerializer(serializers.Serializer):
+    ref = serializers.CharField()
+    status = serializers.CharField()
+    status_reason = serializers.CharField()
+    checks = CheckSerializer(many=True)
+    jobs = JobSerializer(many=True)
+    pending = serializers.IntegerField(help_text="jobs queued or running")
+
+
+class SuiteSerializer(serializers.ModelSerializer):
+    ref = serializers.CharField(read_only=True)
+
+    class Meta:
+        from registry.models import EvaluationSuite
+
+        model = EvaluationSuite
+        fields = ["id", "ref", "namespace", "name", "number", "digest", "task_type", "example_count", "created_at"]
+
+
+class SuiteUploadSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=300, help_text="namespace/name")
+    task_type = serializers.ChoiceField(choices=["causal_lm", "classification", "exact_match"])
+    file = serializers.FileField(required=False, help_text="the JSONL file, as the 'file' part")
+
+
+class SuiteAttachSerializer(serializers.Serializer):
+    adapter = serializers.CharField(help_text="adapter name (namespace/name) whose new versions run this suite")
+
+
+class EvaluateSerializer(serializers.Serializer):
+    suite = serializers.CharField(help_text="suite reference (namespace/name[:vN])")

@@ -11,6 +11,12 @@ urlpatterns = [
     path("bases/<path:ref>/adapters", views.BaseVersionAdaptersView.as_view(), name="api-base-adapters"),
     path("bases/<path:ref>", views.BaseVersionDetailView.as_view(), name="api-base-detail"),
     path("adapters/", views.AdapterVersionListView.as_view(), name="api-adapter-list"),
+    path("workers/", views.WorkerListView.as_view(), name="api-worker-list"),
+    path("jobs/<uuid:job_id>", views.JobDetailView.as_view(), name="api-job-detail"),
+    path("suites/", views.SuiteListView.as_view(), name="api-suite-list"),
+    path("suites/<path:ref>/attach", views.SuiteAttachView.as_view(), name="api-suite-attach"),
     path("adapters/<path:ref>/lineage", views.AdapterVersionLineageView.as_view(), name="api-adapter-lineage"),
+    path("adapters/<path:ref>/checks", views.AdapterChecksView.as_view(), name="api-adapter-checks"),
+    path("adapters/<path:ref>/evaluations", views.AdapterEvaluateView.as_view(), name="api-adapter-evaluate"),
     path("adapters/<path:ref>", views.AdapterVersionDetailView.as_view(), name="api-adapter-detail"),
 ]

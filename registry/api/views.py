@@ -13,8 +13,11 @@ from registry import selectors
 from registry.api import serializers as s
 from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly
+from registry.errors import RegistryError
 from registry.models import AdapterVersion
+from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+from registry.services.suites import evaluation_suite_attach, evaluation_suite_get, evaluation_suite_register
 from registry.uploads import StreamingMultiPartParser, incoming_files, upload_scope
 
 
@@ -162,3 +165,95 @@ class BaseVersionLineageView(APIView):
     @extend_schema(responses=s.LineageSerializer)
     def get(self, request, ref):
         return Response(_lineage_payload(selectors.base_version_lineage(selectors.base_version_get(ref))))
+
+
+# --- Worker pool, checks, evaluations --------------------------------------------------------
+
+
+class WorkerListView(APIView):
+    """Workers with their device, memory, resident models and current job."""
+
+    @extend_schema(responses=s.WorkerSerializer(many=True))
+    def get(self, request):
+        return Response(s.WorkerSerializer(selectors.worker_list(), many=True).data)
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses=s.JobSerializer)
+    def get(self, request, job_id):
+        return Response(s.JobSerializer(selectors.job_get(job_id)).data)
+
+
+class AdapterChecksView(APIView):
+    """Compatibility checks and every job (checks and evaluations) of an adapter version."""
+
+    @extend_schema(responses=s.AdapterChecksSerializer)
+    def get(self, request, ref):
+        version = selectors.adapter_version_get(ref)
+        jobs = list(selectors.jobs_of(version))
+        data = {
+            "ref": version.ref,
+            "status": version.status,
+            "status_reason": version.status_reason,
+            "checks": version.checks.all(),
+            "jobs": jobs,
+            "pending": sum(j.state in ("queued", "running") for j in jobs),
+        }
+        return Response(s.AdapterChecksSerializer(data).data)
+
+
+class AdapterEvaluateView(APIView):
+    permission_classes = [CanPushOrReadOnly]
+
+    @extend_schema(request=s.EvaluateSerializer, responses={202: s.JobSerializer})
+    def post(self, request, ref):
+        """Evaluate this adapter version on a suite now (compared with its base and reference)."""
+        form = s.EvaluateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        version = selectors.adapter_version_get(ref)
+        job = adapter_version_evaluate(version=version, suite=evaluation_suite_get(form.validated_data["suite"]))
+        return Response(s.JobSerializer(selectors.job_get(job.id)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SuiteListView(APIView):
+    permission_classes = [CanPushOrReadOnly]
+    parser_classes = [StreamingMultiPartParser]
+
+    @extend_schema(responses=s.SuiteSerializer(many=True))
+    def get(self, request):
+        return Response(s.SuiteSerializer(selectors.suite_list(), many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": s.SuiteUploadSerializer},
+        responses={201: s.SuiteSerializer, 200: s.SuiteSerializer},
+    )
+    def post(self, request):
+        """Register an evaluation suite (JSON Lines); the same file again returns the existing version."""
+        with upload_scope(request):
+            form = s.SuiteUploadSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            files = incoming_files(request)
+            if len(files) != 1:
+                raise RegistryError("suite_file_required", "send exactly one JSONL file in the 'file' field")
+            suite, created = evaluation_suite_register(
+                name=form.validated_data["name"],
+                task_type=form.validated_data["task_type"],
+                file=files[0],
+                user=request.user,
+            )
+        return Response(
+            s.SuiteSerializer(suite).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class SuiteAttachView(APIView):
+    permission_classes = [CanPushOrReadOnly]
+
+    @extend_schema(request=s.SuiteAttachSerializer, responses={200: s.SuiteSerializer})
+    def post(self, request, ref):
+        """Run this suite automatically for every new version of an adapter name."""
+        form = s.SuiteAttachSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        suite = evaluation_suite_get(ref)
+        evaluation_suite_attach(suite=suite, adapter_name=form.validated_data["adapter"])
+        return Response(s.SuiteSerializer(suite).data)

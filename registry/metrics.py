@@ -1,0 +1,111 @@
+"""GET /metrics: Prometheus metrics for the web tier and the worker pool.
+
+Workers report through their heartbeats (resident cache hits and misses, adapter
+attach latency, memory) and jobs record their timings, so one scrape of the web
+service shows the whole pool. Computed at scrape time from PostgreSQL.
+"""
+
+import hmac
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpResponse, HttpResponseForbidden
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from rest_framework.authentication import TokenAuthentication
+
+from registry.models import AdapterVersion, Job, Worker
+
+
+class RegistryCollector:
+    def collect(self):
+        yield from self._jobs()
+        yield from self._workers()
+        versions = GaugeMetricFamily("registry_adapter_versions", "Adapter versions by status", labels=["status"])
+        for row in AdapterVersion.objects.values("status").annotate(n=Count("id")):
+            versions.add_metric([row["status"]], row["n"])
+        yield versions
+
+    def _jobs(self):
+        jobs = GaugeMetricFamily("registry_jobs", "Jobs by kind and state", labels=["kind", "state"])
+        for row in Job.objects.values("kind", "state").annotate(n=Count("id")):
+            jobs.add_metric([row["kind"], row["state"]], row["n"])
+        yield jobs
+        depth = GaugeMetricFamily("registry_queue_depth", "Jobs waiting, by queue", labels=["queue"])
+        for row in Job.objects.filter(state=Job.State.QUEUED).values("queue").annotate(n=Count("id")):
+            depth.add_metric([row["queue"] or "unrouted"], row["n"])
+        yield depth
+        duration = GaugeMetricFamily(
+            "registry_job_duration_seconds_avg", "Mean duration of finished jobs", labels=["kind"]
+        )
+        finished = Job.objects.exclude(started_at=None).exclude(finished_at=None)
+        for kind in Job.Kind.values:
+            rows = [
+                (j.finished_at - j.started_at).total_seconds()
+                for j in finished.filter(kind=kind).only("started_at", "finished_at")[:1000]
+            ]
+            if rows:
+                duration.add_metric([kind], sum(rows) / len(rows))
+        yield duration
+
+    def _workers(self):
+        up = GaugeMetricFamily("registry_worker_up", "1 when the worker is online", labels=["worker", "device"])
+        device_free = GaugeMetricFamily(
+            "registry_worker_device_memory_free_bytes", "Free device memory", labels=["worker"]
+        )
+        host_free = GaugeMetricFamily(
+            "registry_worker_host_memory_available_bytes", "Available host memory", labels=["worker"]
+        )
+        resident = GaugeMetricFamily(
+            "registry_worker_resident_bytes", "Bytes of base models held resident", labels=["worker"]
+        )
+        hits = CounterMetricFamily(
+            "registry_resident_cache_hits", "Jobs whose base was already resident", labels=["worker"]
+        )
+        misses = CounterMetricFamily(
+            "registry_resident_cache_misses", "Jobs that had to load their base", labels=["worker"]
+        )
+        attach = CounterMetricFamily(
+            "registry_adapter_attach_seconds", "Time spent attaching/switching adapters", labels=["worker"]
+        )
+        attaches = CounterMetricFamily("registry_adapter_attaches", "Adapter attaches and switches", labels=["worker"])
+        for worker in Worker.objects.all():
+            name = worker.hostname
+            up.add_metric([name, worker.device_type], 1 if worker.state == Worker.State.ONLINE else 0)
+            if worker.device_memory_free is not None:
+                device_free.add_metric([name], worker.device_memory_free)
+            if worker.host_memory_available is not None:
+                host_free.add_metric([name], worker.host_memory_available)
+            snapshot = worker.resident or {}
+            stats = snapshot.get("stats", {})
+            resident.add_metric([name], sum(b.get("bytes", 0) for b in snapshot.get("bases", [])))
+            hits.add_metric([name], stats.get("hits", 0))
+            misses.add_metric([name], stats.get("misses", 0))
+            attach.add_metric([name], stats.get("attach_seconds_total", 0.0))
+            attaches.add_metric([name], stats.get("attach_count", 0))
+        yield from (up, device_free, host_free, resident, hits, misses, attach, attaches)
+
+
+def _allowed(request) -> bool:
+    """A bearer METRICS_TOKEN when configured; otherwise a signed-in staff user (session or API token)."""
+    header = request.headers.get("Authorization", "")
+    if settings.METRICS_TOKEN:
+        return hmac.compare_digest(header, f"Bearer {settings.METRICS_TOKEN}")
+    user = request.user
+    if not user.is_authenticated and header.startswith("Token "):
+        try:
+            result = TokenAuthentication().authenticate(request)
+        except Exception:  # an invalid token is simply not allowed
+            return False
+        user = result[0] if result else user
+    return bool(user.is_authenticated and user.is_staff)
+
+
+@require_GET
+def metrics(request):
+    if not _allowed(request):
+        return HttpResponseForbidden("metrics need METRICS_TOKEN as a bearer token, or a staff login\n")
+    registry = CollectorRegistry()
+    registry.register(RegistryCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

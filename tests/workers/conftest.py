@@ -43,7 +43,7 @@ class WorkerPool:
         self.tmp_path = tmp_path
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, queues: str = "gpu,cpu") -> str:
+    def start(self, name: str, queues: str = "gpu,cpu", **extra_env: str) -> str:
         hostname = f"{name}@{socket.gethostname()}"
         env = {
             **os.environ,
@@ -54,6 +54,7 @@ class WorkerPool:
             "WORKER_CACHE_DIR": str(self.tmp_path / f"cache-{name}"),
             "WORKER_HEARTBEAT_SECONDS": "1",
             "WORKER_LOST_AFTER_SECONDS": str(settings.WORKER_LOST_AFTER_SECONDS),
+            **extra_env,
         }
         log = (self.tmp_path / f"{name}.log").open("w")
         self.processes[hostname] = subprocess.Popen(

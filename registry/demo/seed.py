@@ -6,8 +6,10 @@ the existing version when the content is already registered.
 """
 
 import hashlib
+import json
 import logging
 import subprocess
+import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -15,7 +17,10 @@ from django.contrib.auth.models import Group, User
 
 from registry import roles
 from registry.demo import build
+from registry.models import Job
+from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+from registry.services.suites import evaluation_suite_attach, evaluation_suite_register
 from registry.uploads import incoming_from_directory
 
 logger = logging.getLogger(__name__)
@@ -166,4 +171,24 @@ def seed_demo(root: Path) -> list[str]:
         parent=v2,
         provenance=_provenance(corpus, steps=6, use_rslora=True),
     )
+    _seed_evaluations(engineer, {"demo/support-corpus": (corpus_rows(corpus), "causal_lm", [v1, v2, dora, summarize]),
+                                 "demo/sentiment": (sentiment.read_text(), "classification", [sentiment_adapter])})
     return [v.ref for v in (minilm, llama, sentiment_adapter, v1, v2, dora, summarize)]
+
+
+def corpus_rows(corpus: Path) -> str:
+    return "".join(json.dumps({"text": line}) + "\n" for line in corpus.read_text().splitlines() if line.strip())
+
+
+def _seed_evaluations(user, suites: dict) -> None:
+    """Register the demo suites, attach them, and evaluate each demo version once."""
+    for name, (content, task_type, versions) in suites.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "suite.jsonl"
+            path.write_text(content)
+            with incoming_from_directory(Path(scratch)) as files:
+                suite, _ = evaluation_suite_register(name=name, task_type=task_type, file=files[0], user=user)
+        for version in versions:
+            evaluation_suite_attach(suite=suite, adapter_name=version.adapter.full_name)
+            if not Job.objects.filter(adapter_version=version, suite=suite).exists():
+                adapter_version_evaluate(version=version, suite=suite)

@@ -6,18 +6,21 @@ from safetensors.numpy import load_file
 
 from registry import roles
 from registry.demo.seed import DEMO_USERS, ensure_demo_users, ensure_roles, seed_demo
-from registry.models import AdapterVersion, BaseModelVersion, Blob
+from registry.models import AdapterVersion, BaseModelVersion, Blob, Job
 
 
 def test_it_seeds_trained_adapters_with_lineage_once(db, tmp_path):
     ensure_roles()
     ensure_demo_users()
     refs = seed_demo(tmp_path)
-    counts = (BaseModelVersion.objects.count(), AdapterVersion.objects.count(), Blob.objects.count())
+    counts = (BaseModelVersion.objects.count(), AdapterVersion.objects.count(), Blob.objects.count(), Job.objects.count())
 
     ensure_demo_users()
     assert seed_demo(tmp_path) == refs
-    assert (BaseModelVersion.objects.count(), AdapterVersion.objects.count(), Blob.objects.count()) == counts
+    assert (BaseModelVersion.objects.count(), AdapterVersion.objects.count(), Blob.objects.count(), Job.objects.count()) == counts
+    # Every demo adapter passes the static check and is queued for the dynamic one and an evaluation.
+    assert set(AdapterVersion.objects.values_list("status", flat=True)) == {"checking"}
+    assert Job.objects.filter(kind="evaluation").count() == AdapterVersion.objects.count()
 
     minilm = BaseModelVersion.objects.get(base_model__name="all-minilm-l6-v2")
     assert minilm.architecture == "BertModel" and 22_000_000 < minilm.parameter_count < 23_000_000

@@ -60,22 +60,11 @@ class Command(BaseCommand):
         )
 
     def _worker(self) -> subprocess.Popen:
-        return self._spawn(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery",
-                "worker",
-                "-Q",
-                "cpu,gpu",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "WARNING",
-            ]
-        )
+        # One solo-pool worker consumes both queues, so its resident models serve every job;
+        # --beat runs the reaper that re-queues the jobs of lost workers.
+        argv = [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-Q", "cpu,gpu", "--pool", "solo"]
+        argv += ["--loglevel", "WARNING", "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule")]
+        return self._spawn(argv)
 
     def _announce(self, port: int) -> None:
         url = f"http://127.0.0.1:{port}/"

@@ -18,9 +18,15 @@ from registry.formats.safetensors_header import read_header  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "static-check"
 HIDDEN, INTERMEDIATE, LAYERS, RANK = 64, 128, 72, 8
-MODULES = {"self_attn.q_proj": (HIDDEN, HIDDEN), "self_attn.k_proj": (HIDDEN, HIDDEN), "self_attn.v_proj": (HIDDEN, HIDDEN),
-           "self_attn.o_proj": (HIDDEN, HIDDEN), "mlp.gate_proj": (HIDDEN, INTERMEDIATE), "mlp.up_proj": (HIDDEN, INTERMEDIATE),
-           "mlp.down_proj": (INTERMEDIATE, HIDDEN)}
+MODULES = {
+    "self_attn.q_proj": (HIDDEN, HIDDEN),
+    "self_attn.k_proj": (HIDDEN, HIDDEN),
+    "self_attn.v_proj": (HIDDEN, HIDDEN),
+    "self_attn.o_proj": (HIDDEN, HIDDEN),
+    "mlp.gate_proj": (HIDDEN, INTERMEDIATE),
+    "mlp.up_proj": (HIDDEN, INTERMEDIATE),
+    "mlp.down_proj": (INTERMEDIATE, HIDDEN),
+}
 
 
 def write_safetensors(path: Path, shapes: dict[str, list[int]]) -> None:
@@ -46,16 +52,30 @@ def main() -> None:
             adapter_shapes[f"{prefix}.lora_B.weight"] = [fan_out, RANK]
     write_safetensors(OUT / "model.safetensors", base_shapes)
     write_safetensors(OUT / "adapter_model.safetensors", adapter_shapes)
-    config = {"peft_type": "LORA", "r": RANK, "lora_alpha": 16, "target_modules": sorted(m.split(".")[1] for m in MODULES)}
+    config = {
+        "peft_type": "LORA",
+        "r": RANK,
+        "lora_alpha": 16,
+        "target_modules": sorted(m.split(".")[1] for m in MODULES),
+    }
     samples = []
     for _ in range(200):
         started = time.perf_counter()
-        result = static_compatibility(read_header(OUT / "adapter_model.safetensors").tensors, config, read_header(OUT / "model.safetensors").tensors)
+        result = static_compatibility(
+            read_header(OUT / "adapter_model.safetensors").tensors,
+            config,
+            read_header(OUT / "model.safetensors").tensors,
+        )
         samples.append((time.perf_counter() - started) * 1000)
         assert result.verdict == "pass", result.reasons
     samples.sort()
-    report = {"adapter_tensors": len(adapter_shapes), "base_tensors": len(base_shapes),
-              "p50_ms": round(statistics.median(samples), 2), "p95_ms": round(samples[189], 2), "target_met": samples[189] < 20}
+    report = {
+        "adapter_tensors": len(adapter_shapes),
+        "base_tensors": len(base_shapes),
+        "p50_ms": round(statistics.median(samples), 2),
+        "p95_ms": round(samples[189], 2),
+        "target_met": samples[189] < 20,
+    }
     print(json.dumps(report, indent=2))
 
 

@@ -24,7 +24,16 @@ def build_models():
         build.export_minilm_base(minilm)
     llama = root / "llama-110m"
     if not (llama / "config.json").exists():
-        build.build_llama_base(llama, hidden_size=768, num_layers=12, intermediate_size=2048, num_heads=12, num_kv_heads=12, vocab_size=32000, tokenizer_from=None)
+        build.build_llama_base(
+            llama,
+            hidden_size=768,
+            num_layers=12,
+            intermediate_size=2048,
+            num_heads=12,
+            num_kv_heads=12,
+            vocab_size=32000,
+            tokenizer_from=None,
+        )
     adapters = {}
     for key, base, options in [
         ("minilm-a", minilm, {"task": "sequence-classification", "seed": 1}),
@@ -37,7 +46,9 @@ def build_models():
         if not (directory / "adapter_model.safetensors").exists():
             targets = ["query", "value"] if base == minilm else ["q_proj", "v_proj"]
             extra = {"modules_to_save": ["classifier"]} if base == minilm else {}
-            build.build_lora_adapter(base, directory, r=16, lora_alpha=32, target_modules=targets, train_steps=1, **extra, **options)
+            build.build_lora_adapter(
+                base, directory, r=16, lora_alpha=32, target_modules=targets, train_steps=1, **extra, **options
+            )
         adapters[key] = directory
     return minilm, llama, adapters
 
@@ -54,7 +65,9 @@ def register(minilm, llama, adapters):
     for key, directory in adapters.items():
         base = versions["minilm" if key.startswith("minilm") else "llama"]
         with incoming_from_directory(directory) as files:
-            versions[key] = adapter_version_ingest(name=f"bench/{key}", files=files, base_ref=str(base.id), user=None).version
+            versions[key] = adapter_version_ingest(
+                name=f"bench/{key}", files=files, base_ref=str(base.id), user=None
+            ).version
     return versions
 
 
@@ -95,7 +108,11 @@ def switches(first, second, third=None) -> dict:
         started = time.perf_counter()
         cache.activate(resident, target)
         timings.append(time.perf_counter() - started)
-    return {"switch_s": statistics.median(timings), "attach_new_s": attach_new[0] if attach_new else None, "resident": resident}
+    return {
+        "switch_s": statistics.median(timings),
+        "attach_new_s": attach_new[0] if attach_new else None,
+        "resident": resident,
+    }
 
 
 def throughput(resident, task_type, rows) -> float:
@@ -123,7 +140,9 @@ def main() -> None:
             "parameters": first.base_version.parameter_count,
             "cold_load_base_plus_adapter_s": round(cold, 4),
             "switch_resident_adapter_ms": round(swap["switch_s"] * 1000, 3),
-            "attach_new_adapter_to_resident_base_ms": round(swap["attach_new_s"] * 1000, 2) if swap["attach_new_s"] else None,
+            "attach_new_adapter_to_resident_base_ms": round(swap["attach_new_s"] * 1000, 2)
+            if swap["attach_new_s"]
+            else None,
             "speedup_switch_vs_cold": round(cold / swap["switch_s"], 1),
             "speedup_attach_new_vs_cold": round(cold / swap["attach_new_s"], 1) if swap["attach_new_s"] else None,
             "eval_examples_per_second": throughput(swap["resident"], task, rows),

@@ -171,8 +171,13 @@ def seed_demo(root: Path) -> list[str]:
         parent=v2,
         provenance=_provenance(corpus, steps=6, use_rslora=True),
     )
-    _seed_evaluations(engineer, {"demo/support-corpus": (corpus_rows(corpus), "causal_lm", [v1, v2, dora, summarize]),
-                                 "demo/sentiment": (sentiment.read_text(), "classification", [sentiment_adapter])})
+    _seed_evaluations(
+        engineer,
+        {
+            "demo/support-corpus": (corpus_rows(corpus), "causal_lm", [v1, v2, dora, summarize]),
+            "demo/sentiment": (sentiment.read_text(), "classification", [sentiment_adapter]),
+        },
+    )
     return [v.ref for v in (minilm, llama, sentiment_adapter, v1, v2, dora, summarize)]
 
 

@@ -169,24 +169,27 @@ def job_fail(*, job: Job, worker: Worker, error: str) -> bool:
 
 
 def workers_reap() -> list[str]:
-    """Mark silent workers lost and put their running jobs back in a queue; returns job ids re-queued."""
+    """Mark silent workers lost and put their jobs back in the shared queue; returns the job ids."""
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
+    gone = [Worker.State.LOST, Worker.State.STOPPED]
     requeued = []
     with transaction.atomic():
-        lost = list(
-            Worker.objects.select_for_update(skip_locked=True).filter(
-                state=Worker.State.ONLINE, last_heartbeat_at__lt=cutoff
-            )
+        silent = Worker.objects.select_for_update(skip_locked=True).filter(
+            state=Worker.State.ONLINE, last_heartbeat_at__lt=cutoff
         )
-        for worker in lost:
+        for worker in silent:
             Worker.objects.filter(id=worker.id).update(state=Worker.State.LOST, resident={})
             logger.warning("worker %s stopped heartbeating; marked lost", worker.hostname)
-        for job in Job.objects.filter(
-            state=Job.State.RUNNING, claimed_by__state__in=[Worker.State.LOST, Worker.State.STOPPED]
-        ):
-            if Job.objects.filter(id=job.id, state=Job.State.RUNNING).update(
+        for job in Job.objects.filter(state=Job.State.RUNNING, claimed_by__state__in=gone):
+            reset = Job.objects.filter(id=job.id, state=Job.State.RUNNING).update(
                 state=Job.State.QUEUED, claimed_by=None, started_at=None
-            ):
+            )
+            if reset:
                 job_enqueue(job)
                 requeued.append(str(job.id))
+        # Jobs waiting in the direct queue of a worker that is gone would wait forever: re-route them.
+        dead_queues = list(Worker.objects.filter(state__in=gone).values_list("direct_queue", flat=True))
+        for job in Job.objects.filter(state=Job.State.QUEUED, queue__in=dead_queues):
+            job_enqueue(job)
+            requeued.append(str(job.id))
     return requeued

@@ -13,11 +13,21 @@ def test_it_seeds_trained_adapters_with_lineage_once(db, tmp_path):
     ensure_roles()
     ensure_demo_users()
     refs = seed_demo(tmp_path)
-    counts = (BaseModelVersion.objects.count(), AdapterVersion.objects.count(), Blob.objects.count(), Job.objects.count())
+    counts = (
+        BaseModelVersion.objects.count(),
+        AdapterVersion.objects.count(),
+        Blob.objects.count(),
+        Job.objects.count(),
+    )
 
     ensure_demo_users()
     assert seed_demo(tmp_path) == refs
-    assert (BaseModelVersion.objects.count(), AdapterVersion.objects.count(), Blob.objects.count(), Job.objects.count()) == counts
+    assert (
+        BaseModelVersion.objects.count(),
+        AdapterVersion.objects.count(),
+        Blob.objects.count(),
+        Job.objects.count(),
+    ) == counts
     # Every demo adapter passes the static check and is queued for the dynamic one and an evaluation.
     assert set(AdapterVersion.objects.values_list("status", flat=True)) == {"checking"}
     assert Job.objects.filter(kind="evaluation").count() == AdapterVersion.objects.count()

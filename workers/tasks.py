@@ -38,6 +38,7 @@ def reap() -> list[str]:
 
 @shared_task(
     name="workers.run_job",
+    queue="gpu",  # the default; the registry routes each job to a worker's direct queue when one holds its base
     bind=True,
     acks_late=True,
     time_limit=3600,

@@ -14,42 +14,11 @@ from django.contrib.auth.models import Group, User
 from registry import roles
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
 from registry.uploads import incoming_from_directory
+from tests.conftest import CHROMIUM
+from tests.conftest import sign_in as shared_sign_in
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made by the
-# fixtures below happen before any page work, never concurrently with it.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 # `make screenshots` refreshes the README's pictures; other runs keep theirs in a temp dir.
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" if os.environ.get("UI_SCREENSHOTS") else None
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install -y chromium); .ci/run does"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
 
 
 @pytest.fixture
@@ -84,10 +53,7 @@ def catalogue(transactional_db, zoo):
 
 
 def sign_in(page, live_server, username="erin"):
-    page.goto(f"{live_server.url}/adapters/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", f"{username}-password")
-    page.click("button[type=submit]")
+    shared_sign_in(page, live_server, username, f"{username}-password")
     page.wait_for_url(re.compile(r"/adapters/$"))
 
 

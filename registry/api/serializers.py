@@ -4,7 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from registry.models import AdapterVersion, BaseModelVersion, Status
+from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.selectors import ADAPTER_METADATA_FIELDS, BASE_METADATA_FIELDS
 
 
@@ -228,8 +228,6 @@ class WorkerSerializer(serializers.ModelSerializer):
     current_job = serializers.SerializerMethodField()
 
     class Meta:
-        from registry.models import Worker
-
         model = Worker
         fields = [
             "hostname",
@@ -260,8 +258,6 @@ class JobSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True)
 
     class Meta:
-        from registry.models import Job
-
         model = Job
         fields = [
             "id",
@@ -284,8 +280,6 @@ class JobSerializer(serializers.ModelSerializer):
 
 class CheckSerializer(serializers.ModelSerializer):
     class Meta:
-        from registry.models import Check
-
         model = Check
         fields = ["kind", "verdict", "reasons", "details", "job", "created_at"]
 
@@ -303,8 +297,6 @@ class SuiteSerializer(serializers.ModelSerializer):
     ref = serializers.CharField(read_only=True)
 
     class Meta:
-        from registry.models import EvaluationSuite
-
         model = EvaluationSuite
         fields = ["id", "ref", "namespace", "name", "number", "digest", "task_type", "example_count", "created_at"]
 

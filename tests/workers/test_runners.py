@@ -37,6 +37,11 @@ def test_exact_match_needs_a_causal_lm(resident):
     resident.head = "classification"
     with pytest.raises(ValueError, match="causal language model"):
         runners.measure(resident, "exact_match", [{"prompt": "a", "answer": "b"}])
+    with pytest.raises(ValueError, match="causal lm model"):
+        runners.measure(resident, "causal_lm", [{"text": "a b"}])
+    resident.head = "causal_lm"
+    with pytest.raises(ValueError, match="modules_to_save"):
+        runners.measure(resident, "classification", [{"text": "a", "label": 1}])
 
 
 def test_the_dynamic_check_passes_a_trained_adapter_and_sees_switches(resident):

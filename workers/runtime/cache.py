@@ -120,12 +120,14 @@ class ResidentCache:
 
         directory = materialize(base, self.root / "versions")
         torch.manual_seed(settings.EVALUATION_SEED)  # a fresh task head starts the same everywhere
+        # On a GPU keep the checkpoint's own precision (bf16/fp16); CPUs compute in float32.
+        precision = {"dtype": "auto"} if self.device == "cuda" else {}
         if head == "classification":
-            model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=labels)
+            model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=labels, **precision)
         elif head == "causal_lm":
-            model = AutoModelForCausalLM.from_pretrained(directory)
+            model = AutoModelForCausalLM.from_pretrained(directory, **precision)
         else:
-            model = AutoModel.from_pretrained(directory)
+            model = AutoModel.from_pretrained(directory, **precision)
         model.to(self.device).eval()
         size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
         return ResidentBase(str(base.id), base.ref, head, model, _tokenizer(directory, model.config.vocab_size), size)

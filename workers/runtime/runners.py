@@ -114,6 +114,7 @@ def _exact_match(resident: ResidentBase, rows: list[dict]) -> dict:
 
 
 RUNNERS = {"causal_lm": _causal_lm, "classification": _classification, "exact_match": _exact_match}
+REQUIRED_HEAD = {"causal_lm": "causal_lm", "classification": "classification", "exact_match": "causal_lm"}
 
 
 def measure(resident: ResidentBase, task_type: str, rows: list[dict], *, bare: bool = False) -> dict:
@@ -122,8 +123,16 @@ def measure(resident: ResidentBase, task_type: str, rows: list[dict], *, bare: b
 
     import torch
 
-    if task_type == "exact_match" and resident.head != "causal_lm":
-        raise ValueError("exact_match suites need a causal language model base")
+    needed = REQUIRED_HEAD[task_type]
+    if resident.head != needed:
+        raise ValueError(
+            f"{task_type} suites need a {needed.replace('_', ' ')} model; this adapter runs its base as {resident.head}"
+            + (
+                " (exact_match and causal_lm need a causal language model)"
+                if needed == "causal_lm"
+                else " (train it with a classifier in modules_to_save)"
+            )
+        )
     torch.manual_seed(settings.EVALUATION_SEED)
     started = time.perf_counter()
     context = resident.model.disable_adapter() if bare else contextlib.nullcontext()

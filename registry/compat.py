@@ -6,14 +6,11 @@ floating point on both sides; `modules_to_save` must exist in the base unless
 they are a task head the adapter adds (a classifier on an encoder, say).
 """
 
-import re
 from dataclasses import dataclass, field
 
+from registry.formats.peft_config import PEFT_PREFIX, lora_pairs, rank_for
 from registry.formats.safetensors_header import FLOAT_DTYPES, TensorInfo
 
-PEFT_PREFIX = "base_model.model."
-LORA_TENSOR = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.weight)?$")
-DORA_TENSOR = re.compile(r"^(?P<module>.+)\.lora_magnitude_vector(?:\.weight)?$")
 # Heads that task models add on top of a bare base; an adapter may train them from scratch.
 TASK_HEADS = {"classifier", "score", "qa_outputs", "lm_head", "pooler"}
 MAX_REASONS = 20
@@ -52,18 +49,6 @@ def _expected_shapes(part_a: str, weight: TensorInfo, rank: int) -> tuple[tuple,
     if part_a == "lora_embedding_A":
         return (rank, rows), (columns, rank)  # embedding weight is [num_embeddings, dim]
     return (rank, columns), (rows, rank)  # linear weight is [out_features, in_features]
-
-
-def _lora_pairs(adapter_tensors: dict[str, TensorInfo]) -> tuple[dict[str, dict], list[str]]:
-    pairs: dict[str, dict] = {}
-    others = []
-    for name, tensor in adapter_tensors.items():
-        match = LORA_TENSOR.match(name)
-        if match:
-            pairs.setdefault(match["module"].removeprefix(PEFT_PREFIX), {})[match["part"]] = tensor
-        elif not DORA_TENSOR.match(name):
-            others.append(name)
-    return pairs, others
 
 
 def _check_pair(module: str, parts: dict, rank: int, base: _BaseIndex, reasons: list[str]) -> None:
@@ -109,12 +94,11 @@ def static_compatibility(
             "pass", details={"note": f"{adapter_config.get('peft_type')} adapters are checked dynamically only"}
         )
     base = _BaseIndex(base_tensors)
-    pairs, others = _lora_pairs(adapter_tensors)
-    rank_pattern = adapter_config.get("rank_pattern") or {}
+    pairs, others = lora_pairs(adapter_tensors)
     reasons: list[str] = []
     notes: list[str] = []
     for module, parts in sorted(pairs.items()):
-        rank = next((r for p, r in rank_pattern.items() if re.search(rf"(^|\.){p}$", module)), adapter_config["r"])
+        rank = rank_for(module, adapter_config["r"], adapter_config.get("rank_pattern"))
         _check_pair(module, parts, rank, base, reasons)
     _check_saved_modules(others, base, reasons, notes)
     details = {"lora_modules": len(pairs), "saved_tensors": len(others), "notes": notes}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from registry.errors import InvalidArtifact
 from registry.formats.files import load_strict_json
-from registry.formats.safetensors_header import SafetensorsHeader
+from registry.formats.safetensors_header import SafetensorsHeader, TensorInfo
 
 MAX_ADAPTER_CONFIG_BYTES = 64 * 1024
 ALLOWED_PEFT_TYPES = {
@@ -104,38 +104,38 @@ def _module_matches(module: str, target_modules: list[str], raw_target) -> bool:
     return any(module == target or module.endswith("." + target) for target in target_modules)
 
 
-def _rank_for(module: str, config: AdapterConfigSummary) -> int:
+def rank_for(module: str, r: int, rank_pattern: dict | None) -> int:
     """`rank_pattern` overrides `r` for modules whose name matches one of its keys."""
-    for pattern, rank in (config.raw.get("rank_pattern") or {}).items():
+    for pattern, rank in (rank_pattern or {}).items():
         if re.search(rf"(^|\.){pattern}$", module) and isinstance(rank, int):
             return rank
-    return config.r
+    return r
 
 
-def _lora_pairs(header: SafetensorsHeader) -> tuple[dict[str, dict], list[str]]:
+def lora_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, dict], list[str]]:
+    """LoRA tensors grouped by module name (without peft's prefix), and the other non-DoRA tensors."""
     pairs: dict[str, dict] = {}
     others: list[str] = []
-    for name, tensor in header.tensors.items():
+    for name, tensor in tensors.items():
         match = LORA_TENSOR.match(name)
         if match:
-            pairs.setdefault(match["module"], {})[match["part"]] = tensor
+            pairs.setdefault(match["module"].removeprefix(PEFT_PREFIX), {})[match["part"]] = tensor
         elif not DORA_TENSOR.match(name):
             others.append(name)
     return pairs, others
 
 
 def _check_pair(module: str, parts: dict, config: AdapterConfigSummary) -> None:
-    short = module.removeprefix(PEFT_PREFIX)
     a = parts.get("lora_A") or parts.get("lora_embedding_A")
     b = parts.get("lora_B") or parts.get("lora_embedding_B")
     if a is None or b is None:
         missing = "lora_A" if a is None else "lora_B"
-        raise _refuse("lora_tensor_missing", f"module {short!r} has no {missing} tensor to pair with")
-    rank = _rank_for(short, config)
+        raise _refuse("lora_tensor_missing", f"module {module!r} has no {missing} tensor to pair with")
+    rank = rank_for(module, config.r, config.raw.get("rank_pattern"))
     if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[0] != rank or b.shape[1] != rank:
         raise _refuse(
             "lora_shape_mismatch",
-            f"module {short!r}: lora_A {list(a.shape)} and lora_B {list(b.shape)} do not have rank r={rank}",
+            f"module {module!r}: lora_A {list(a.shape)} and lora_B {list(b.shape)} do not have rank r={rank}",
         )
 
 
@@ -155,16 +155,15 @@ def check_lora_tensors(config: AdapterConfigSummary, header: SafetensorsHeader) 
     """The LoRA tensors must agree with `r`, `target_modules` and `modules_to_save`."""
     if config.peft_type != "LORA":
         return
-    pairs, others = _lora_pairs(header)
+    pairs, others = lora_pairs(header.tensors)
     if not pairs:
         raise _refuse("lora_tensor_missing", "adapter_model.safetensors holds no lora_A/lora_B tensors")
     raw_target = config.raw.get("target_modules")
     for module, parts in sorted(pairs.items()):
-        short = module.removeprefix(PEFT_PREFIX)
-        if raw_target is not None and not _module_matches(short, config.target_modules, raw_target):
+        if raw_target is not None and not _module_matches(module, config.target_modules, raw_target):
             raise _refuse(
                 "lora_target_mismatch",
-                f"module {short!r} carries LoRA weights but is not in target_modules {config.target_modules}",
+                f"module {module!r} carries LoRA weights but is not in target_modules {config.target_modules}",
             )
         _check_pair(module, parts, config)
     _check_modules_to_save(others, config)

@@ -222,29 +222,39 @@ def incoming_files(request) -> list[IncomingFile]:
     return [f.as_incoming() for f in request.FILES.getlist(FILE_FIELD)]
 
 
+def _hashed_copy(path: Path, temp_paths: list[Path]) -> IncomingFile:
+    """Copy a local file into the upload temp dir, hashing it on the way, as an upload would."""
+    if path.is_symlink():
+        raise UploadRefused("symlink_refused", f"{path.name!r} is a symbolic link; upload regular files only")
+    settings.UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix="upload-", dir=settings.UPLOAD_TEMP_DIR)
+    temp_paths.append(Path(name))
+    hasher = hashlib.sha256()
+    with path.open("rb") as source, os.fdopen(descriptor, "wb") as target:
+        while chunk := source.read(4 * 1024 * 1024):
+            hasher.update(chunk)
+            target.write(chunk)
+    return IncomingFile(path=path.name, temp_path=Path(name), size=path.stat().st_size, sha256=hasher.hexdigest())
+
+
 @contextmanager
-def incoming_from_directory(directory: Path):
-    """Files of a local directory as an upload (seeding, tests): hashed copies in the temp dir."""
+def _local_upload(paths):
     temp_paths: list[Path] = []
     try:
-        files = []
-        for path in sorted(Path(directory).iterdir()):
-            if path.is_symlink():
-                raise UploadRefused("symlink_refused", f"{path.name!r} is a symbolic link; upload regular files only")
-            if not path.is_file():
-                continue
-            settings.UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
-            descriptor, name = tempfile.mkstemp(prefix="upload-", dir=settings.UPLOAD_TEMP_DIR)
-            temp_paths.append(Path(name))
-            hasher = hashlib.sha256()
-            with path.open("rb") as source, os.fdopen(descriptor, "wb") as target:
-                while chunk := source.read(4 * 1024 * 1024):
-                    hasher.update(chunk)
-                    target.write(chunk)
-            files.append(
-                IncomingFile(path=path.name, temp_path=Path(name), size=path.stat().st_size, sha256=hasher.hexdigest())
-            )
-        yield files
+        yield [_hashed_copy(path, temp_paths) for path in paths]
     finally:
         for path in temp_paths:
             path.unlink(missing_ok=True)
+
+
+def incoming_from_directory(directory: Path):
+    """Files of a local directory as an upload (seeding, tests): hashed copies in the temp dir."""
+    paths = sorted(p for p in Path(directory).iterdir() if p.is_symlink() or p.is_file())
+    return _local_upload(paths)
+
+
+@contextmanager
+def incoming_from_file(path: Path):
+    """One local file as an upload (evaluation suites)."""
+    with _local_upload([Path(path)]) as files:
+        yield files[0]

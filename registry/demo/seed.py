@@ -21,7 +21,7 @@ from registry.models import Job
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_register
-from registry.uploads import incoming_from_directory
+from registry.uploads import incoming_from_directory, incoming_from_file
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ def _seed_evaluations(user, suites: dict) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "suite.jsonl"
             path.write_text(content)
-            with incoming_from_directory(Path(scratch)) as files:
-                suite, _ = evaluation_suite_register(name=name, task_type=task_type, file=files[0], user=user)
+            with incoming_from_file(path) as file:
+                suite, _ = evaluation_suite_register(name=name, task_type=task_type, file=file, user=user)
         for version in versions:
             evaluation_suite_attach(suite=suite, adapter_name=version.adapter.full_name)
             if not Job.objects.filter(adapter_version=version, suite=suite).exists():

@@ -13,7 +13,7 @@ from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
 from registry.services.jobs import workers_reap
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_register
-from registry.uploads import incoming_from_directory
+from registry.uploads import incoming_from_directory, incoming_from_file
 from tests.workers.conftest import job_done, wait_for
 
 
@@ -30,25 +30,8 @@ def push_adapter(user, directory, base, name="acme/bot"):
 def register_suite(user, tmp_path, rows, task_type="causal_lm", name="acme/corpus"):
     path = tmp_path / f"{name.replace('/', '-')}.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    with incoming_from_directory_file(path) as incoming:
+    with incoming_from_file(path) as incoming:
         return evaluation_suite_register(name=name, task_type=task_type, file=incoming, user=user)[0]
-
-
-class incoming_from_directory_file:
-    """One file as an upload (suites are single files)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __enter__(self):
-        directory = self.path.parent / f"{self.path.stem}-dir"
-        directory.mkdir(exist_ok=True)
-        (directory / self.path.name).write_bytes(self.path.read_bytes())
-        self.context = incoming_from_directory(directory)
-        return self.context.__enter__()[0]
-
-    def __exit__(self, *exc):
-        return self.context.__exit__(*exc)
 
 
 def wait_for_status(version, pool, statuses=(Status.READY, Status.REJECTED), seconds=120):

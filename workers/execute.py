@@ -24,6 +24,11 @@ def get_cache() -> ResidentCache:
     return _cache
 
 
+def cache_snapshot() -> dict:
+    """What this process holds resident, for heartbeats; never loads anything itself."""
+    return _cache.snapshot() if _cache is not None else {}
+
+
 def _resident_for(adapter: AdapterVersion):
     head, labels = head_for(adapter)
     cache = get_cache()

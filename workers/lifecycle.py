@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from registry.models import Worker
 from registry.services.jobs import direct_queue_name
+from workers.execute import cache_snapshot
 from workers.runtime.device import probe
 
 logger = logging.getLogger(__name__)
@@ -27,12 +28,6 @@ def add_direct_queue(sender, instance, **kwargs):
     instance.app.amqp.queues.select_add(direct_queue_name(sender))
 
 
-def _resident_snapshot() -> dict:
-    from workers.execute import _cache  # only what this process has loaded; never load here
-
-    return _cache.snapshot() if _cache is not None else {}
-
-
 def _report() -> dict:
     info = probe()
     return {
@@ -43,7 +38,7 @@ def _report() -> dict:
         "host_memory_total": info["host_memory_total"],
         "host_memory_available": info["host_memory_available"],
         "library_versions": info["library_versions"],
-        "resident": _resident_snapshot(),
+        "resident": cache_snapshot(),
         "last_heartbeat_at": timezone.now(),
         "state": Worker.State.ONLINE,
     }

@@ -254,6 +254,7 @@ class Job(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        CANCELLED = "cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -261,7 +262,9 @@ class Job(models.Model):
     suite = models.ForeignKey("EvaluationSuite", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     queue = models.CharField(max_length=255, blank=True, help_text="where it was routed")
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="claims by a worker")
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="last time its message was sent")
+    dispatch_attempts = models.PositiveIntegerField(default=0, help_text="messages sent for it, re-dispatches included")
     claimed_by = models.ForeignKey(
         Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_jobs"
     )
@@ -275,7 +278,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "claimed_by"])]
+        indexes = [
+            models.Index(fields=["state", "claimed_by"]),
+            models.Index(fields=["state", "dispatched_at"], name="job_state_dispatched_idx"),
+        ]
 
     @property
     def duration_seconds(self) -> float | None:

@@ -1,6 +1,7 @@
 """Server-rendered pages. A page and its htmx fragment share one URL and one view:
 the fragment (a partialdef in the page template) is sent only to plain htmx requests."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -11,6 +12,7 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling
 
 from registry import selectors
+from registry.api.tokens import login_locked_out_response
 from registry.errors import RegistryError
 from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
 from registry.roles import can_push
@@ -252,3 +254,20 @@ def worker_list(request):
 @login_required
 def placeholder(request, section: str):
     return render(request, "ui/placeholder.html", {"section": section})
+
+
+# --- Login throttling ---------------------------------------------------------------
+
+
+def login_locked_out(request, original_response, credentials):
+    """django-axes' lockout answer (AXES_LOCKOUT_CALLABLE) for every login: 429 with Retry-After.
+
+    A failure during the lockout starts the cool-off again, so the whole cool-off is the wait.
+    """
+    retry_after = settings.LOGIN_COOL_OFF_SECONDS
+    if request.path.startswith("/api/"):
+        return login_locked_out_response(retry_after)
+    context = {"minutes": max(1, round(retry_after / 60)), "failure_limit": settings.AXES_FAILURE_LIMIT}
+    response = render(request, "registration/locked_out.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response

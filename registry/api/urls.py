@@ -1,11 +1,12 @@
 from django.urls import path
 
-from registry.api import views
+from registry.api import tokens, views
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
 urlpatterns = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
+    path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
     path("bases/", views.BaseVersionListView.as_view(), name="api-base-list"),
     path("bases/<path:ref>/lineage", views.BaseVersionLineageView.as_view(), name="api-base-lineage"),
     path("bases/<path:ref>/adapters", views.BaseVersionAdaptersView.as_view(), name="api-base-adapters"),

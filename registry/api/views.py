@@ -3,7 +3,6 @@
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -13,6 +12,8 @@ from registry import selectors
 from registry.api import serializers as s
 from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly
+from registry.api.schema import error_responses
+from registry.api.tokens import token_issue
 from registry.errors import RegistryError
 from registry.models import AdapterVersion
 from registry.services.checks import adapter_version_evaluate
@@ -28,10 +29,13 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        request=AuthTokenSerializer, responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}}
+        request=AuthTokenSerializer,
+        responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}, **error_responses(429)},
     )
     def post(self, request):
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        # authenticate() gets Django's own request, so django-axes counts the failure on the
+        # object its middleware sees and answers 429 once the limit is reached.
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request._request})
         serializer.is_valid(raise_exception=True)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
         return Response({"token": token.key})

@@ -12,7 +12,6 @@ from registry import selectors
 from registry.api import serializers as s
 from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly
-from registry.api.schema import error_responses
 from registry.api.tokens import token_issue
 from registry.errors import RegistryError
 from registry.models import AdapterVersion
@@ -29,15 +28,14 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        request=AuthTokenSerializer,
-        responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}, **error_responses(429)},
+        request=AuthTokenSerializer, responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}}
     )
     def post(self, request):
         # authenticate() gets Django's own request, so django-axes counts the failure on the
         # object its middleware sees and answers 429 once the limit is reached.
         serializer = AuthTokenSerializer(data=request.data, context={"request": request._request})
         serializer.is_valid(raise_exception=True)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        token = token_issue(request._request, serializer.validated_data["user"])
         return Response({"token": token.key})
 
 

@@ -303,11 +303,14 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 FILESYSTEM_BROKER_DIR = Path(env_str("CELERY_FILESYSTEM_BROKER_DIR", str(VAR_DIR / "broker")))
+# The filesystem transport keeps everything under var/: messages, and its exchange table
+# (`control_folder`, which kombu otherwise creates as ./control in the working directory).
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(FILESYSTEM_BROKER_DIR / "queue"),
         "data_folder_out": str(FILESYSTEM_BROKER_DIR / "queue"),
         "processed_folder": str(FILESYSTEM_BROKER_DIR / "processed"),
+        "control_folder": str(FILESYSTEM_BROKER_DIR / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem://")
@@ -320,12 +323,31 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+# Defaults for a task that sets no limits of its own. Every task in workers/tasks.py sets both,
+# and tests/workers/test_beat.py applies every beat entry the way beat does, so a soft limit
+# above a task's hard limit fails CI instead of silently stopping a periodic task.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300)
+if CELERY_TASK_SOFT_TIME_LIMIT > CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must not exceed CELERY_TASK_TIME_LIMIT")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Periodic work (beat): the reaper marks silent workers lost; the dispatcher re-sends
+# queued jobs that no worker claimed. Both are idempotent and expire rather than pile up.
+WORKER_REAP_INTERVAL_SECONDS = env_int("WORKER_REAP_INTERVAL_SECONDS", 10)
+JOB_REDISPATCH_INTERVAL_SECONDS = env_int("JOB_REDISPATCH_INTERVAL_SECONDS", 15)
+JOB_REDISPATCH_AFTER_SECONDS = env_int("JOB_REDISPATCH_AFTER_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
-    "reap-lost-workers": {"task": "workers.reap", "schedule": 10.0, "options": {"queue": "cpu", "expires": 10}},
+    "reap-lost-workers": {
+        "task": "workers.reap",
+        "schedule": float(WORKER_REAP_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": WORKER_REAP_INTERVAL_SECONDS},
+    },
+    "redispatch-queued-jobs": {
+        "task": "workers.redispatch",
+        "schedule": float(JOB_REDISPATCH_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": JOB_REDISPATCH_INTERVAL_SECONDS},
+    },
 }
 
 # --- Worker pool ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from registry.services.jobs import (
     job_complete_compatibility,
     job_complete_evaluation,
     job_fail,
+    jobs_redispatch,
     workers_reap,
 )
 from workers import execute
@@ -24,16 +25,26 @@ logger = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError)
 
 
-@shared_task(name="workers.ping", queue="cpu", time_limit=30)
+# Every task sets both limits: the global soft limit (settings) is meant for long jobs and
+# would exceed a short task's hard limit, which makes Celery refuse to send the task at all.
+
+
+@shared_task(name="workers.ping", queue="cpu", time_limit=30, soft_time_limit=25)
 def ping() -> str:
     """Round-trip check: proves a worker is consuming."""
     return "pong"
 
 
-@shared_task(name="workers.reap", queue="cpu", time_limit=60, ignore_result=True)
+@shared_task(name="workers.reap", queue="cpu", time_limit=60, soft_time_limit=50, ignore_result=True)
 def reap() -> list[str]:
     """Periodic (beat): mark silent workers lost and re-queue their jobs."""
     return workers_reap()
+
+
+@shared_task(name="workers.redispatch", queue="cpu", time_limit=120, soft_time_limit=100, ignore_result=True)
+def redispatch() -> list[str]:
+    """Periodic (beat): re-send queued jobs that no worker claimed."""
+    return jobs_redispatch()
 
 
 @shared_task(

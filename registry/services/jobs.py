@@ -10,19 +10,18 @@ holds the claim.
 import logging
 from datetime import timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from registry.broker import publish_job
 from registry.formats.safetensors_header import TensorInfo, read_header_from
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.storage import get_blob_store
 
 logger = logging.getLogger(__name__)
 SHARED_GPU_QUEUE = "gpu"
-RUN_JOB_TASK = "workers.run_job"
 
 
 def direct_queue_name(hostname: str) -> str:
@@ -59,17 +58,31 @@ def route_job(job: Job) -> str:
     return SHARED_GPU_QUEUE
 
 
-def _send(job_id) -> None:
-    job = Job.objects.select_related("adapter_version").get(id=job_id)
-    queue = route_job(job)
-    Job.objects.filter(id=job.id).update(queue=queue)
-    # By name: the registry does not import the workers package (workers/tasks.py defines it).
-    current_app.send_task(RUN_JOB_TASK, args=[str(job.id)], queue=queue)
+def job_dispatch(job_id) -> bool:
+    """Route a queued job and publish its message; False (logged, never raised) when it could not be sent.
+
+    A failed publish leaves the job queued with its old `dispatched_at`, so the periodic
+    dispatcher sends it again; a write that already committed is never turned into an error.
+    """
+    try:
+        job = Job.objects.select_related("adapter_version").get(id=job_id, state=Job.State.QUEUED)
+        queue = route_job(job)
+        publish_job(str(job.id), queue)
+    except Job.DoesNotExist:
+        return False  # claimed, finished or cancelled meanwhile: nothing to send
+    except Exception:
+        logger.exception("could not dispatch job %s; the dispatcher will send it again", job_id)
+        return False
+    Job.objects.filter(id=job.id).update(
+        queue=queue, dispatched_at=timezone.now(), dispatch_attempts=F("dispatch_attempts") + 1
+    )
+    return True
 
 
 def job_enqueue(job: Job) -> None:
     """Send the job to its queue once the transaction that created it commits."""
-    transaction.on_commit(lambda: _send(job.id))
+    # robust: a broker failure after commit is logged by Django, never raised into the request.
+    transaction.on_commit(lambda: job_dispatch(job.id), robust=True)
 
 
 def job_create(*, kind: str, adapter_version: AdapterVersion, suite: EvaluationSuite | None = None) -> Job:
@@ -165,11 +178,11 @@ def job_fail(*, job: Job, worker: Worker, error: str) -> bool:
     return True
 
 
-# --- The reaper ---------------------------------------------------------------------------
+# --- The reaper and the dispatcher ----------------------------------------------------------
 
 
 def workers_reap() -> list[str]:
-    """Mark silent workers lost and put their jobs back in the shared queue; returns the job ids."""
+    """Mark silent workers lost and put their running jobs back in a queue; returns the job ids."""
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
     gone = [Worker.State.LOST, Worker.State.STOPPED]
     requeued = []
@@ -187,9 +200,79 @@ def workers_reap() -> list[str]:
             if reset:
                 job_enqueue(job)
                 requeued.append(str(job.id))
-        # Jobs waiting in the direct queue of a worker that is gone would wait forever: re-route them.
-        dead_queues = list(Worker.objects.filter(state__in=gone).values_list("direct_queue", flat=True))
-        for job in Job.objects.filter(state=Job.State.QUEUED, queue__in=dead_queues):
-            job_enqueue(job)
-            requeued.append(str(job.id))
     return requeued
+
+
+def redispatch_due(dispatched_at, dispatch_attempts: int, now) -> bool:
+    """Whether a queued, unclaimed job has waited long enough to send its message again.
+
+    The wait doubles with each re-send (60 s, 120 s, 240 s ... capped at 64x), so a job
+    legitimately waiting behind long work gains a few duplicate messages, not one a minute;
+    duplicates are harmless because claims are conditional.
+    """
+    if dispatched_at is None:
+        return True
+    backoff = 2 ** min(max(dispatch_attempts - 1, 0), 6)
+    return now - dispatched_at >= timedelta(seconds=settings.JOB_REDISPATCH_AFTER_SECONDS * backoff)
+
+
+def _dead_direct_queues() -> set[str]:
+    """Direct queues nobody consumes: those of workers that are lost or stopped."""
+    gone = [Worker.State.LOST, Worker.State.STOPPED]
+    return set(Worker.objects.filter(state__in=gone).values_list("direct_queue", flat=True))
+
+
+def jobs_redispatch(*, limit: int = 500) -> list[str]:
+    """Periodic (beat): re-send queued jobs no worker claimed; returns the ids sent.
+
+    Covers a message lost between commit and broker (a publish that failed, a broker
+    that restarted empty), a job never dispatched at all, and jobs waiting in the direct
+    queue of a worker that is gone, which are re-routed at once.
+    """
+    now = timezone.now()
+    age = timedelta(seconds=settings.JOB_REDISPATCH_AFTER_SECONDS)
+    dead_queues = _dead_direct_queues()
+    candidates = Job.objects.filter(state=Job.State.QUEUED, created_at__lt=now - age).exclude(
+        dispatched_at__gte=now - age
+    )
+    orphans = Job.objects.filter(state=Job.State.QUEUED, queue__in=dead_queues)
+    sent = []
+    for job in (candidates | orphans).order_by("created_at")[:limit]:
+        orphaned = job.queue in dead_queues
+        if orphaned or redispatch_due(job.dispatched_at, job.dispatch_attempts, now):
+            if job_dispatch(job.id):
+                logger.warning("re-dispatched job %s (%s)", job.id, "queue gone" if orphaned else "unclaimed")
+                sent.append(str(job.id))
+    return sent
+
+
+# --- Operator actions -----------------------------------------------------------------------
+
+
+def job_redispatch(*, job: Job) -> bool:
+    """Send a queued job's message again now (an operator's nudge); False when it is not queued."""
+    if job.state != Job.State.QUEUED:
+        return False
+    return job_dispatch(job.id)
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, reason: str = "cancelled by an operator") -> bool:
+    """Cancel a job that is queued or running; a worker still running it records nothing.
+
+    A cancelled compatibility job leaves the adapter without its dynamic check, so the
+    version is rejected with the reason rather than left `checking` forever.
+    """
+    cancelled = Job.objects.filter(id=job.id, state__in=[Job.State.QUEUED, Job.State.RUNNING]).update(
+        state=Job.State.CANCELLED, claimed_by=None, finished_at=timezone.now(), error=reason[:4000]
+    )
+    if not cancelled:
+        return False
+    if job.kind == Job.Kind.COMPATIBILITY:
+        Check.objects.update_or_create(
+            adapter_version=job.adapter_version,
+            kind=Check.Kind.DYNAMIC,
+            defaults={"job": job, "verdict": Check.Verdict.FAIL, "reasons": [f"the check was cancelled: {reason}"]},
+        )
+        _refresh_adapter_status(job.adapter_version)
+    return True

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from registry.models import Job, Worker
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
-from registry.services.jobs import job_claim, job_complete_evaluation, workers_reap
+from registry.services.jobs import job_claim, job_complete_evaluation, jobs_redispatch, workers_reap
 from registry.uploads import incoming_from_directory
 
 
@@ -39,8 +39,9 @@ def test_silent_workers_lose_their_jobs_to_the_shared_queue(version, django_capt
 
     with django_capture_on_commit_callbacks(execute=True):
         requeued = workers_reap()
+        redispatched = jobs_redispatch()  # the waiting job's queue is gone with its worker
 
-    assert set(requeued) == {str(running.id), str(waiting.id)}
+    assert requeued == [str(running.id)] and redispatched == [str(waiting.id)]
     assert Worker.objects.get(id=silent.id).state == Worker.State.LOST
     assert Worker.objects.get(id=alive.id).state == Worker.State.ONLINE
     running.refresh_from_db()
@@ -49,3 +50,4 @@ def test_silent_workers_lose_their_jobs_to_the_shared_queue(version, django_capt
     # The lost worker finishing late records nothing: its claim is gone.
     assert job_complete_evaluation(job=running, worker=silent, result={"x": 1}, base_was_resident=True) is False
     assert workers_reap() == []
+    assert jobs_redispatch() == []

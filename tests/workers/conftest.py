@@ -43,9 +43,8 @@ class WorkerPool:
         self.tmp_path = tmp_path
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, queues: str = "gpu,cpu", **extra_env: str) -> str:
-        hostname = f"{name}@{socket.gethostname()}"
-        env = {
+    def _env(self, name: str, extra_env: dict) -> dict:
+        return {
             **os.environ,
             "DATABASE_URL": test_database_url(),
             "SECRET_KEY": "worker-test",
@@ -56,6 +55,10 @@ class WorkerPool:
             "WORKER_LOST_AFTER_SECONDS": str(settings.WORKER_LOST_AFTER_SECONDS),
             **extra_env,
         }
+
+    def start(self, name: str, queues: str = "gpu,cpu", **extra_env: str) -> str:
+        hostname = f"{name}@{socket.gethostname()}"
+        env = self._env(name, extra_env)
         log = (self.tmp_path / f"{name}.log").open("w")
         self.processes[hostname] = subprocess.Popen(
             [
@@ -89,6 +92,30 @@ class WorkerPool:
         )
         return hostname
 
+    def start_beat(self, **extra_env: str) -> None:
+        """A real `celery beat` process, as `make run` and docker-compose run it."""
+        env = self._env("beat", extra_env)
+        schedule = self.tmp_path / "celerybeat-schedule"
+        argv = [sys.executable, "-m", "celery", "-A", "workers.celery", "beat", "--schedule", str(schedule)]
+        log = (self.tmp_path / "beat.log").open("w")
+        self.processes["beat"] = subprocess.Popen(
+            [*argv, "--loglevel", "INFO"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def start_web(self, **extra_env: str) -> str:
+        """gunicorn as `make run` runs it (2 processes, 4 threads each); returns its base URL."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = self._env("web", extra_env)
+        argv = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.conf.py"]
+        argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--log-level", "info"]
+        log = (self.tmp_path / "web.log").open("w")
+        self.processes["web"] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(f"{url}/healthz"), 60, "gunicorn to answer", self)
+        return url
+
     def kill(self, hostname: str) -> None:
         self.processes[hostname].send_signal(signal.SIGKILL)
         self.processes[hostname].wait()
@@ -105,6 +132,15 @@ class WorkerPool:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=10).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def wait_for(condition, seconds: float, what: str, pool: WorkerPool | None = None):

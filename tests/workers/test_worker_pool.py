@@ -11,7 +11,6 @@ from registry.demo import build
 from registry.models import AdapterVersion, Check, Job, Status, Worker
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
-from registry.services.jobs import workers_reap
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_register
 from registry.uploads import incoming_from_directory, incoming_from_file
 from tests.workers.conftest import job_done, wait_for
@@ -177,9 +176,15 @@ def test_a_job_of_a_killed_worker_is_rerun_elsewhere_and_recorded_once(pool, ali
     victim = running.ran_on
     survivor = next(w for w in workers if w != victim)
     pool.kill(victim)
+    # A real beat process schedules the reaper, which the surviving worker runs.
+    pool.start_beat(WORKER_REAP_INTERVAL_SECONDS="1")
 
-    wait_for(lambda: str(job.id) in workers_reap(), 30, "the reaper to re-queue the job", pool)
-    assert Worker.objects.get(hostname=victim).state == Worker.State.LOST
+    wait_for(
+        lambda: Worker.objects.filter(hostname=victim, state=Worker.State.LOST).exists(),
+        60,
+        "beat's reaper to mark the killed worker lost",
+        pool,
+    )
     done = wait_for(lambda: job_done(job.id), 180, "the re-run", pool)
     assert done.state == Job.State.SUCCEEDED, done.error
     assert done.ran_on == survivor and done.attempts == 2

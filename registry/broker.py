@@ -1,0 +1,44 @@
+"""Publishing job messages safely from any thread of a web or worker process.
+
+gunicorn runs several threads per process, and each may publish after its
+transaction commits. Celery resolves a queue name to one `kombu.Queue` object
+per app and hands that shared object to `maybe_declare`, which binds it to the
+channel of whichever thread declared it first; other threads then declare
+through a channel they do not own, one that may already be released or closed
+(`'NoneType' object has no attribute 'client'`). Kombu entities and channels
+are not thread-safe; a connection (and its channel) from the producer pool is
+used by one thread at a time. So every publish here takes its own producer
+from the pool and declares a Queue entity of its own on that producer's
+channel, and never touches the app's shared entities. Declarations are cached
+per connection by kombu, so this costs one declare per pooled connection.
+
+The filesystem transport of the embedded default writes its exchange table
+without a lock when the file does not exist yet (kombu#398), so declarations
+are serialised within a process; they are rare once cached.
+"""
+
+import threading
+
+from celery import current_app
+from kombu import Exchange, Queue
+from kombu.common import maybe_declare
+
+RUN_JOB_TASK = "workers.run_job"
+_declare_lock = threading.Lock()
+
+
+def queue_entity(name: str) -> Queue:
+    """A fresh Queue for one publish, declared the way Celery declares a missing queue."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def publish_job(job_id: str, queue_name: str) -> None:
+    """Send one `workers.run_job` message to `queue_name`; raises on broker errors."""
+    app = current_app
+    with app.producer_or_acquire() as producer:
+        queue = queue_entity(queue_name)
+        with _declare_lock:
+            maybe_declare(queue, producer.channel)
+        # By name: the registry does not import the workers package (workers/tasks.py defines it).
+        # declare=[] because the queue was declared just above on this producer's own channel.
+        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, producer=producer, declare=[])

@@ -280,7 +280,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The schema is the API contract (schemathesis checks it): error answers and ref patterns included.
+    "DEFAULT_SCHEMA_CLASS": "registry.api.schema.RegistryAutoSchema",
     "EXCEPTION_HANDLER": "registry.api.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.VersionCursorPagination",
     "PAGE_SIZE": 50,
@@ -288,7 +289,10 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Adapter Registry API",
-    "DESCRIPTION": "Base models and PEFT adapters: ingest, identities, lineage.",
+    "DESCRIPTION": (
+        "Base models and PEFT adapters: ingest, identities, lineage. Every error answers "
+        '{"error": {"code", "message", "detail"?}} with a stable code; lists are cursor-paginated.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI from the drf-spectacular-sidecar wheel: /api/docs/ works without internet.

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from registry.errors import RegistryError
 
+# The lengths are the columns' (namespace 64, name 128): a longer name is refused here, not by PostgreSQL.
+NAMESPACE_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-NAME_PATTERN = re.compile(rf"^(?P<namespace>{SEGMENT})/(?P<name>{SEGMENT})$")
+NAME_PATTERN = re.compile(rf"^(?P<namespace>{NAMESPACE_SEGMENT})/(?P<name>{SEGMENT})$")
 REF_PATTERN = re.compile(
-    rf"^(?P<namespace>{SEGMENT})/(?P<name>{SEGMENT})"
+    rf"^(?P<namespace>{NAMESPACE_SEGMENT})/(?P<name>{SEGMENT})"
     r"(?:@sha256:(?P<digest>[0-9a-f]{64})|:v(?P<number>[0-9]{1,9})|:(?P<alias>[a-z][a-z0-9_-]{0,63}))?$"
 )
 

@@ -4,6 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from registry.api.schema import NameField, RefField, TextField
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.selectors import ADAPTER_METADATA_FIELDS, BASE_METADATA_FIELDS
 
@@ -33,7 +34,7 @@ class BaseVersionSerializer(serializers.ModelSerializer):
     digest_ref = serializers.CharField(read_only=True)
     namespace = serializers.CharField(source="base_model.namespace")
     name = serializers.CharField(source="base_model.name")
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
 
     class Meta:
         model = BaseModelVersion
@@ -74,7 +75,7 @@ class AdapterVersionSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="adapter.name")
     base = VersionLinkSerializer(source="base_version")
     parent = VersionLinkSerializer(allow_null=True)
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
 
     class Meta:
         model = AdapterVersion
@@ -137,15 +138,15 @@ class _JSONObjectField(serializers.Field):
 
 
 class BaseUploadSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=300, help_text="namespace/name")
+    name = NameField(max_length=300, help_text="namespace/name")
     file = serializers.ListField(
         child=serializers.FileField(), required=False, help_text="The files, each as a 'file' part"
     )
 
 
 class AdapterUploadSerializer(BaseUploadSerializer):
-    base = serializers.CharField(max_length=300, help_text="Reference to the base model version it was trained on")
-    parent = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    base = RefField(max_length=300, help_text="Reference to the base model version it was trained on")
+    parent = RefField(max_length=300, required=False, allow_blank=True)
     provenance = _JSONObjectField(
         required=False,
         help_text="JSON: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params",
@@ -153,21 +154,21 @@ class AdapterUploadSerializer(BaseUploadSerializer):
 
 
 class AdapterListFilterSerializer(serializers.Serializer):
-    namespace = serializers.CharField(required=False, allow_blank=True)
-    name = serializers.CharField(required=False, allow_blank=True)
-    base = serializers.CharField(required=False, allow_blank=True, help_text="Reference to a base model version")
+    namespace = TextField(required=False, allow_blank=True)
+    name = TextField(required=False, allow_blank=True)
+    base = RefField(required=False, allow_blank=True, help_text="Reference to a base model version")
     status = serializers.ChoiceField(choices=Status.choices, required=False, allow_blank=True)
-    peft_type = serializers.CharField(required=False, allow_blank=True)
+    peft_type = TextField(required=False, allow_blank=True)
     r = serializers.IntegerField(required=False, min_value=1)
-    search = serializers.CharField(required=False, allow_blank=True)
+    search = TextField(required=False, allow_blank=True)
 
 
 class BaseListFilterSerializer(serializers.Serializer):
-    namespace = serializers.CharField(required=False, allow_blank=True)
-    name = serializers.CharField(required=False, allow_blank=True)
-    architecture = serializers.CharField(required=False, allow_blank=True)
+    namespace = TextField(required=False, allow_blank=True)
+    name = TextField(required=False, allow_blank=True)
+    architecture = TextField(required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=Status.choices, required=False, allow_blank=True)
-    search = serializers.CharField(required=False, allow_blank=True)
+    search = TextField(required=False, allow_blank=True)
 
 
 # --- List rows: the same shapes as the serializers above, built from values() rows ---
@@ -254,8 +255,8 @@ class WorkerSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     adapter = serializers.CharField(source="adapter_version.ref")
-    suite = serializers.CharField(source="suite.ref", default=None)
-    duration_seconds = serializers.FloatField(read_only=True)
+    suite = serializers.CharField(source="suite.ref", default=None, allow_null=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True, help_text="null until it finishes")
 
     class Meta:
         model = Job
@@ -302,14 +303,14 @@ class SuiteSerializer(serializers.ModelSerializer):
 
 
 class SuiteUploadSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=300, help_text="namespace/name")
+    name = NameField(max_length=300, help_text="namespace/name")
     task_type = serializers.ChoiceField(choices=["causal_lm", "classification", "exact_match"])
     file = serializers.FileField(required=False, help_text="the JSONL file, as the 'file' part")
 
 
 class SuiteAttachSerializer(serializers.Serializer):
-    adapter = serializers.CharField(help_text="adapter name (namespace/name) whose new versions run this suite")
+    adapter = NameField(help_text="adapter name (namespace/name) whose new versions run this suite")
 
 
 class EvaluateSerializer(serializers.Serializer):
-    suite = serializers.CharField(help_text="suite reference (namespace/name[:vN])")
+    suite = RefField(help_text="suite reference (namespace/name[:vN])")

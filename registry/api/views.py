@@ -12,6 +12,7 @@ from registry import selectors
 from registry.api import serializers as s
 from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly
+from registry.api.schema import error_responses
 from registry.api.tokens import token_issue
 from registry.errors import RegistryError
 from registry.models import AdapterVersion
@@ -28,7 +29,8 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        request=AuthTokenSerializer, responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}}
+        request=AuthTokenSerializer,
+        responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}, **error_responses(429)},
     )
     def post(self, request):
         # authenticate() gets Django's own request, so django-axes counts the failure on the
@@ -40,7 +42,8 @@ class TokenObtainView(APIView):
 
 
 def _paginated(view: APIView, request, rows, row_data) -> Response:
-    paginator = VersionCursorPagination()
+    # The view's pagination_class is also what the OpenAPI schema documents as the envelope.
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(rows, request, view=view)
     return paginator.get_paginated_response([row_data(row) for row in page])
 
@@ -53,6 +56,7 @@ def _upload_response(result, serializer_class) -> Response:
 class BaseVersionListView(APIView):
     permission_classes = [CanPushOrReadOnly]
     parser_classes = [StreamingMultiPartParser]
+    pagination_class = VersionCursorPagination
 
     @extend_schema(parameters=[s.BaseListFilterSerializer], responses=s.BaseVersionSerializer(many=True))
     def get(self, request):
@@ -94,6 +98,8 @@ class BaseVersionDetailView(APIView):
 class BaseVersionAdaptersView(APIView):
     """Adapter versions trained on this base version."""
 
+    pagination_class = VersionCursorPagination
+
     @extend_schema(parameters=[s.AdapterListFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
     def get(self, request, ref):
         base = selectors.base_version_get(ref)
@@ -104,6 +110,7 @@ class BaseVersionAdaptersView(APIView):
 class AdapterVersionListView(APIView):
     permission_classes = [CanPushOrReadOnly]
     parser_classes = [StreamingMultiPartParser]
+    pagination_class = VersionCursorPagination
 
     @extend_schema(parameters=[s.AdapterListFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
     def get(self, request):

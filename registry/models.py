@@ -129,6 +129,9 @@ class AdapterVersion(Version):
     tensor_count = models.PositiveIntegerField()
     dtypes = models.JSONField(default=list)
     config = models.JSONField(default=dict)
+    # The config's regexes (a string target_modules, rank_pattern/alpha_pattern keys, ...) resolved
+    # to explicit module names at ingest; workers hand these to peft. Null: not resolved (older rows).
+    resolved_patterns = models.JSONField(null=True, blank=True)
 
     # Training provenance, all optional.
     mlflow_run_id = models.CharField(max_length=64, blank=True)

@@ -1,10 +1,10 @@
-import json
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.api.schema import NameField, RefField, TextField
+from registry.errors import InvalidArtifact
+from registry.formats.strict_json import load_json
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.selectors import ADAPTER_METADATA_FIELDS, BASE_METADATA_FIELDS
 
@@ -125,9 +125,14 @@ class _JSONObjectField(serializers.Field):
     def to_internal_value(self, data):
         if isinstance(data, dict):
             return data
+        if not isinstance(data, str):
+            self.fail("invalid")
         try:
-            value = json.loads(data)
-        except (TypeError, ValueError):
+            # The shared bounded loader: too deep, 1e999, \u0000 keep their own codes (json_too_deep, ...).
+            value = load_json(data, "provenance", storable=True, prefix="provenance")
+        except InvalidArtifact as exc:
+            if exc.code != "json_invalid":
+                raise
             self.fail("invalid")
         if not isinstance(value, dict):
             self.fail("invalid")

@@ -17,8 +17,10 @@ from registry.formats.manifest import manifest_digest
 from registry.formats.peft_config import (
     MAX_ADAPTER_CONFIG_BYTES,
     AdapterConfigSummary,
+    adapted_modules,
     check_lora_tensors,
     parse_adapter_config,
+    resolve_patterns,
 )
 from registry.formats.safetensors_header import (
     SafetensorsHeader,
@@ -27,6 +29,12 @@ from registry.formats.safetensors_header import (
 )
 
 MAX_BASE_CONFIG_BYTES = 1024 * 1024
+# Column sizes of BaseModelVersion (registry/models.py): checked before anything is written.
+MAX_ARCHITECTURE_LENGTH = 128
+MAX_MODEL_TYPE_LENGTH = 64
+MAX_POSITIVE_INT = 2**31 - 1  # PositiveIntegerField is a PostgreSQL integer
+# JSON stored in the database (a JSONField) must hold only what PostgreSQL can.
+STORED_JSON = {"config.json"}
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_TEXT_BYTES = 64 * 1024 * 1024
 INDEX_NAME = "model.safetensors.index.json"
@@ -64,6 +72,7 @@ class AdapterSummary:
     parameter_count: int
     total_bytes: int
     dtypes: list[str]
+    resolved_patterns: dict = field(default_factory=dict)
 
 
 def _check_file_set(files: list[IncomingFile], kind: str) -> dict[str, IncomingFile]:
@@ -90,12 +99,14 @@ def _validate_content(incoming: IncomingFile) -> dict | None:
         return None
     if path.endswith(file_rules.JSON_SUFFIX) or path.endswith(file_rules.TEXT_SUFFIXES):
         limit = MAX_JSON_BYTES if path.endswith(file_rules.JSON_SUFFIX) else MAX_TEXT_BYTES
+        if path in STORED_JSON:
+            limit = MAX_BASE_CONFIG_BYTES
         if incoming.size > limit:
             raise InvalidArtifact("file_too_large", f"{path!r} is {incoming.size} bytes; at most {limit}", file=path)
         data = incoming.temp_path.read_bytes()
         file_rules.refuse_serialized_code(path, data[:64], whole=data)
         if path.endswith(file_rules.JSON_SUFFIX):
-            return {"json": file_rules.load_strict_json(data, path, limit)}
+            return {"json": file_rules.load_strict_json(data, path, limit, storable=path in STORED_JSON)}
         file_rules.validate_text_file(data, path)
         return None
     # Binary tokenizer files (sentencepiece protobuf): only refuse serialized code.
@@ -122,6 +133,13 @@ def _check_shard_index(index: object, shard_headers: dict[str, SafetensorsHeader
             "shard_index_invalid", f"{INDEX_NAME} must be an object with a 'weight_map'", file=INDEX_NAME
         )
     weight_map: dict = index["weight_map"]
+    wrong = next((tensor for tensor, shard in weight_map.items() if not isinstance(shard, str)), None)
+    if wrong is not None:
+        raise InvalidArtifact(
+            "shard_index_invalid",
+            f"{INDEX_NAME}: weight_map[{wrong[:80]!r}] must be a shard file name (a string)",
+            file=INDEX_NAME,
+        )
     referenced = set(weight_map.values())
     missing = referenced - set(shard_headers)
     if missing:
@@ -180,8 +198,42 @@ def _base_config(parsed: dict[str, dict]) -> dict:
     return config
 
 
-def _int_or_none(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+def _refuse_config(message: str) -> InvalidArtifact:
+    return InvalidArtifact("config_value_out_of_range", f"config.json: {message}", file="config.json")
+
+
+def _int_or_none(config: dict, *keys: str) -> int | None:
+    """The first of `keys` that holds a non-negative integer; refused if it cannot be stored."""
+    value = next((config[key] for key in keys if config.get(key)), None)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    if value > MAX_POSITIVE_INT:
+        raise _refuse_config(f"{keys[0]!r} is {_shown(value)}; at most {MAX_POSITIVE_INT} is accepted")
+    return value
+
+
+def _shown(value) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _architecture(config: dict) -> str:
+    architectures = config.get("architectures")
+    if not (isinstance(architectures, list) and architectures and isinstance(architectures[0], str)):
+        return ""
+    if len(architectures[0]) > MAX_ARCHITECTURE_LENGTH:
+        raise _refuse_config(
+            f"architectures[0] is {len(architectures[0])} characters; at most {MAX_ARCHITECTURE_LENGTH} are accepted"
+        )
+    return architectures[0]
+
+
+def _model_type(config: dict) -> str:
+    if len(config["model_type"]) > MAX_MODEL_TYPE_LENGTH:
+        raise _refuse_config(
+            f"model_type is {len(config['model_type'])} characters; at most {MAX_MODEL_TYPE_LENGTH} are accepted"
+        )
+    return config["model_type"]
 
 
 def _dominant_dtype(headers: dict[str, SafetensorsHeader]) -> str:
@@ -198,16 +250,16 @@ def validate_base_upload(files: list[IncomingFile]) -> BaseSummary:
     config = _base_config(parsed)
     if INDEX_NAME in by_path and INDEX_NAME not in parsed:
         raise InvalidArtifact("shard_index_invalid", f"{INDEX_NAME} must be JSON", file=INDEX_NAME)
+    architecture, model_type = _architecture(config), _model_type(config)
+    hidden_size = _int_or_none(config, "hidden_size", "d_model")
+    num_layers = _int_or_none(config, "num_hidden_layers", "n_layer")
     headers = _base_weights(by_path, parsed)
-    architectures = config.get("architectures")
     return BaseSummary(
         digest=_digest(files),
-        architecture=architectures[0]
-        if isinstance(architectures, list) and architectures and isinstance(architectures[0], str)
-        else "",
-        model_type=config["model_type"][:64],
-        hidden_size=_int_or_none(config.get("hidden_size") or config.get("d_model")),
-        num_layers=_int_or_none(config.get("num_hidden_layers") or config.get("n_layer")),
+        architecture=architecture,
+        model_type=model_type,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
         parameter_count=sum(h.parameter_count for h in headers.values()),
         dtype=_dominant_dtype(headers),
         total_bytes=sum(f.size for f in files),
@@ -248,6 +300,7 @@ def validate_adapter_upload(files: list[IncomingFile]) -> AdapterSummary:
     header = _safetensors_header(by_path["adapter_model.safetensors"])
     check_lora_tensors(config, header)
     return AdapterSummary(
+        resolved_patterns=resolve_patterns(config.raw, adapted_modules(header.tensors)),
         digest=_digest(files),
         config=config,
         tensor_count=len(header.tensors),

@@ -4,12 +4,12 @@ Names come from an allow-list per artifact kind; paths are plain relative file
 names; pickles and zips are refused by their bytes, whatever they are called.
 """
 
-import json
 import pickletools
 import re
 from pathlib import Path
 
 from registry.errors import InvalidArtifact, UploadRefused
+from registry.formats.strict_json import load_json
 
 MAX_PATH_LENGTH = 255
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz")
@@ -111,39 +111,13 @@ def refuse_serialized_code(path: str, head: bytes, whole: bytes | None = None) -
         )
 
 
-def _reject_duplicate_keys(path: str):
-    def hook(pairs):
-        keys = [key for key, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise InvalidArtifact("json_duplicate_key", f"{path!r} repeats a key in one object", file=path)
-        return dict(pairs)
-
-    return hook
-
-
-def _reject_constant(path: str):
-    def hook(name):
-        raise InvalidArtifact("json_invalid", f"{path!r} contains {name}, which is not JSON", file=path)
-
-    return hook
-
-
-def load_strict_json(data: bytes, path: str, max_bytes: int) -> object:
-    """Parse UTF-8 JSON with no duplicate keys and no NaN/Infinity, at most `max_bytes`."""
+def load_strict_json(data: bytes, path: str, max_bytes: int, *, storable: bool = False) -> object:
+    """Parse UTF-8 JSON of at most `max_bytes` with the shared bounded loader (see strict_json)."""
     if len(data) > max_bytes:
         raise InvalidArtifact(
             "json_too_large", f"{path!r} is {len(data)} bytes; at most {max_bytes} are accepted", file=path
         )
-    try:
-        text = data.decode("utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidArtifact("json_invalid", f"{path!r} is not valid UTF-8", file=path) from None
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicate_keys(path), parse_constant=_reject_constant(path))
-    except json.JSONDecodeError as exc:
-        raise InvalidArtifact(
-            "json_invalid", f"{path!r} is not valid JSON: {exc.msg} at line {exc.lineno}", file=path
-        ) from None
+    return load_json(data, path, storable=storable)
 
 
 def validate_text_file(data: bytes, path: str) -> None:

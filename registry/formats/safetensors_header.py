@@ -6,7 +6,6 @@ holds; only then is the file handed to `safetensors.safe_open` as a second,
 independent parser.
 """
 
-import json
 import math
 import re
 import struct
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.errors import InvalidArtifact
+from registry.formats.strict_json import load_json
 
 MAX_HEADER_BYTES = 8 * 1024 * 1024
 MAX_RANK = 8
@@ -77,26 +77,12 @@ def _refuse(code: str, message: str, path_label: str) -> InvalidArtifact:
     return InvalidArtifact(code, f"{path_label}: {message}", file=path_label)
 
 
-def _reject_duplicate_keys(label: str):
-    def hook(pairs):
-        keys = [key for key, _ in pairs]
-        if len(keys) != len(set(keys)):
-            duplicate = next(key for key in keys if keys.count(key) > 1)
-            raise _refuse(
-                "safetensors_duplicate_key",
-                f"the header names {duplicate!r} more than once; each key may appear once",
-                label,
-            )
-        return dict(pairs)
-
-    return hook
-
-
-def _reject_constant(label: str):
-    def hook(name):
-        raise _refuse("safetensors_nonfinite_number", f"the header contains {name}, which is not JSON", label)
-
-    return hook
+# The header keeps the codes it always had; depth and number range use the shared ones.
+HEADER_JSON_CODES = {
+    "invalid": "safetensors_header_not_json",
+    "duplicate_key": "safetensors_duplicate_key",
+    "nonfinite": "safetensors_nonfinite_number",
+}
 
 
 def _parse_header_json(raw: bytes, label: str) -> dict:
@@ -106,14 +92,8 @@ def _parse_header_json(raw: bytes, label: str) -> dict:
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise _refuse("safetensors_header_not_utf8", f"the header is not valid UTF-8 ({exc.reason})", label) from None
-    try:
-        parsed = json.loads(
-            text.rstrip(" "),  # the format pads the header with spaces for alignment
-            object_pairs_hook=_reject_duplicate_keys(label),
-            parse_constant=_reject_constant(label),
-        )
-    except json.JSONDecodeError as exc:
-        raise _refuse("safetensors_header_not_json", f"the header is not valid JSON ({exc.msg})", label) from None
+    # The format pads the header with spaces for alignment.
+    parsed = load_json(text.rstrip(" "), label, codes=HEADER_JSON_CODES, prefix=f"{label}: the header")
     if not isinstance(parsed, dict):
         raise _refuse("safetensors_header_not_json", "the header is not a JSON object", label)
     return parsed

@@ -19,6 +19,7 @@ from registry.formats.artifact import (
     validate_adapter_upload,
     validate_base_upload,
 )
+from registry.formats.strict_json import check_storable
 from registry.models import (
     Adapter,
     AdapterFile,
@@ -140,6 +141,9 @@ def _clean_provenance(provenance: dict | None) -> dict:
     provenance = provenance or {}
     if not isinstance(provenance, dict):
         raise InvalidArtifact("provenance_invalid", "provenance must be a JSON object")
+    # The API parses provenance with the bounded loader; other callers (the seed, tests) build
+    # the dict themselves. Either way NUL, lone surrogates and NaN never reach PostgreSQL.
+    check_storable(provenance, "provenance")
     allowed = set(PROVENANCE_FIELDS) | {"params"}
     unknown = sorted(set(provenance) - allowed)
     if unknown:
@@ -211,6 +215,7 @@ def _adapter_version_fields(summary: AdapterSummary) -> dict:
         "tensor_count": summary.tensor_count,
         "dtypes": summary.dtypes,
         "config": config.raw,
+        "resolved_patterns": summary.resolved_patterns,
     }
 
 

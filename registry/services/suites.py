@@ -1,18 +1,18 @@
 """Evaluation suites: versioned, content-hashed JSONL datasets with a task type."""
 
-import json
-
 from django.db import transaction
 from django.db.models import Max
 
 from registry.errors import InvalidArtifact, NotFound
 from registry.formats.artifact import IncomingFile
+from registry.formats.strict_json import load_json
 from registry.models import Adapter, Blob, EvaluationSuite, SuiteAttachment
 from registry.refs import parse_name, parse_ref
 from registry.storage import get_blob_store
 
 MAX_SUITE_BYTES = 64 * 1024 * 1024
 MAX_EXAMPLES = 100_000
+SUITE_JSON_CODES = {"invalid": "suite_invalid", "nonfinite": "suite_invalid"}
 REQUIRED_KEYS = {
     EvaluationSuite.TaskType.CAUSAL_LM: {"text": str},
     EvaluationSuite.TaskType.CLASSIFICATION: {"text": str, "label": int},
@@ -31,10 +31,8 @@ def _validate_rows(data: bytes, task_type: str) -> int:
         raise InvalidArtifact("suite_invalid", f"a suite holds 1 to {MAX_EXAMPLES} examples, one JSON object per line")
     required = REQUIRED_KEYS[task_type]
     for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise InvalidArtifact("suite_invalid", f"line {number} is not JSON") from None
+        # Depth, NaN and overlong numbers are refused with the shared codes (json_too_deep, ...).
+        row = load_json(line, "suite", codes=SUITE_JSON_CODES, prefix=f"line {number}")
         for key, kind in required.items():
             if not isinstance(row, dict) or not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
                 raise InvalidArtifact(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from registry.formats.peft_config import adapted_modules, peft_overrides, resolve_patterns
 from registry.models import AdapterVersion, BaseModelVersion
 from registry.services.jobs import version_tensor_headers
 from registry.storage import get_blob_store
@@ -58,6 +59,24 @@ def head_for(adapter: AdapterVersion) -> tuple[str, int]:
     if adapter.base_version.architecture.endswith("ForCausalLM"):
         return "causal_lm", 0
     return "encoder", 0
+
+
+def peft_config_for(adapter: AdapterVersion, directory: Path):
+    """The adapter's peft config with every user regex replaced by explicit module names.
+
+    The names were resolved with RE2 at ingest (`resolve_patterns`); handed to peft as
+    lists, they are matched by name, so peft's Python `re` never runs a user pattern here.
+    """
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(directory)
+    resolved = adapter.resolved_patterns
+    if resolved is None:  # ingested before patterns were resolved: the same rule, now
+        resolved = resolve_patterns(adapter.config, adapted_modules(version_tensor_headers(adapter)))
+    for key, value in peft_overrides(resolved).items():
+        setattr(config, key, set(value) if isinstance(value, list) else value)
+    config.inference_mode = True
+    return config
 
 
 @dataclass
@@ -141,9 +160,12 @@ class ResidentCache:
         name = str(adapter.id)
         if name not in resident.adapters:
             directory = materialize(adapter, self.root / "versions")
+            config = peft_config_for(adapter, directory)
             if not isinstance(resident.model, PeftModel):
-                resident.model = PeftModel.from_pretrained(resident.model, directory, adapter_name=name)
+                resident.model = PeftModel.from_pretrained(resident.model, directory, adapter_name=name, config=config)
             else:
+                # Registering the config first makes load_adapter use it instead of re-reading the file.
+                resident.model.add_adapter(name, config)
                 resident.model.load_adapter(directory, adapter_name=name)
             resident.model.to(self.device).eval()
             resident.adapters[name] = adapter.ref

@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 
+import psutil
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from config.embedded import prune_dead_handles
 from registry.demo.seed import DEMO_USERS
 
 
@@ -94,13 +96,50 @@ class Command(BaseCommand):
 
     @staticmethod
     def _terminate(children: list[subprocess.Popen]) -> None:
-        # SIGTERM to each leader only: gunicorn and celery then stop their own workers cleanly.
+        # SIGTERM to each leader first: gunicorn and celery then stop their own workers cleanly.
         for child in children:
             if child.poll() is None:
                 child.terminate()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         for child in children:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+                pass
+        # Then whatever is left in each child's process group, whatever happened to its leader:
+        # a worker orphaned by a SIGKILLed master, a worker stuck in a job.
+        for child in children:
+            stop_process_group(child.pid)
+        if settings.EMBEDDED:
+            # Children killed without their exit hooks leave their ids in pgserver's handle list;
+            # drop them so that this process, the last handle, stops the database when it exits.
+            prune_dead_handles(settings.VAR_DIR / "pgdata")
+
+
+STOP_TIMEOUT_SECONDS = 20
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+def stop_process_group(pgid: int, grace_seconds: float = 5) -> None:
+    """SIGTERM a process group, then SIGKILL what is still there after the grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not group_members(pgid):
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_seconds
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)

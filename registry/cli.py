@@ -341,6 +341,13 @@ def cmd_ls(args, registry: Registry) -> None:
         print(f"{row['ref']:<40} {row['status']:<9} {detail}")
 
 
+def cmd_token_rotate(args, registry: Registry) -> None:
+    # Only the token on stdout, so `export ADAPTER_REGISTRY_TOKEN=$(adapterctl token rotate)` works.
+    body = registry.request("POST", "auth/token/rotate")
+    print(json.dumps(body) if args.json else body["token"])
+    print("adapterctl: the old token no longer works; use the new one", file=sys.stderr)
+
+
 def _emit(args, kind: str, body: dict) -> None:
     if args.json:
         print(json.dumps(body, indent=2))
@@ -418,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--status")
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(handler=cmd_ls)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    token_rotate = token.add_parser("rotate", help="replace the current token with a new one (printed)")
+    token_rotate.set_defaults(handler=cmd_token_rotate)
     return parser
 
 

@@ -343,3 +343,22 @@ def test_rotating_restarts_the_lifetime(alice_client, alice, settings):
     Token.objects.filter(user=alice).update(created=timezone.now() - timedelta(seconds=3000))
     new = alice_client.post("/api/v1/auth/token/rotate").json()["token"]
     assert Token.objects.get(key=new).created > timezone.now() - timedelta(seconds=60)
+
+
+def test_adapterctl_rotates_its_token(live_server, alice):
+    old = Token.objects.create(user=alice).key
+
+    def adapterctl(*args, token):
+        env = {**os.environ, "ADAPTER_REGISTRY_URL": live_server.url, "ADAPTER_REGISTRY_TOKEN": token}
+        return subprocess.run(
+            [sys.executable, "-m", "registry.cli", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    rotated = adapterctl("token", "rotate", token=old)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    assert new and new != old and "old token no longer works" in rotated.stderr
+    assert adapterctl("ls", token=new).returncode == 0
+    refused = adapterctl("ls", token=old)
+    assert refused.returncode == 1
+    assert "authentication_failed" in refused.stderr

@@ -120,6 +120,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Every /api/ error is JSON, even the pages Django renders itself (debug pages included).
+    "registry.api.errors.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -271,6 +273,8 @@ MAX_UPLOAD_BYTES = env_int("ADAPTER_REGISTRY_MAX_UPLOAD_BYTES", 200 * GIB)
 MAX_FILES_PER_UPLOAD = env_int("ADAPTER_REGISTRY_MAX_FILES", 256)
 UPLOAD_CHUNK_BYTES = env_int("ADAPTER_REGISTRY_UPLOAD_CHUNK_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+# Django's own file-part limit (default 100) would refuse before ours; one limit, answered as too_many_files.
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every uploaded file goes to disk while hashing
 
 # --- REST API ------------------------------------------------------------------

@@ -15,3 +15,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("ui.urls", namespace="ui")),
 ]
+
+# JSON in the API's error shape for /api/ paths, the HTML templates elsewhere (registry/api/errors.py).
+handler400 = "registry.api.errors.handler400"
+handler403 = "registry.api.errors.handler403"
+handler404 = "registry.api.errors.handler404"
+handler500 = "registry.api.errors.handler500"

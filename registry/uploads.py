@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
@@ -185,6 +186,8 @@ class StreamingMultiPartParser(BaseParser):
             ).parse()
         except MultiPartParserError as exc:
             raise ParseError(f"the multipart body could not be read: {exc}") from None
+        except (TooManyFilesSent, TooManyFieldsSent, RequestDataTooBig) as exc:
+            raise _limit_refusal(exc) from None
         finally:
             handler.upload_interrupted()
         # Django's parser accepts a body that simply stops; a dropped connection must not
@@ -196,6 +199,22 @@ class StreamingMultiPartParser(BaseParser):
                 f"the connection ended after {counting.bytes_read} of {expected} bytes; nothing was kept, send the upload again",
             )
         return DataAndFiles(data, files)
+
+
+def _limit_refusal(exc: Exception) -> UploadRefused:
+    """Django's own body limits, answered in the registry's vocabulary instead of an HTML 400."""
+    if isinstance(exc, TooManyFilesSent):
+        # Django counts file parts before our handler sees them; the lower limit wins.
+        limits = [settings.MAX_FILES_PER_UPLOAD, settings.DATA_UPLOAD_MAX_NUMBER_FILES]
+        limit = min(limit for limit in limits if limit is not None)
+        return UploadRefused("too_many_files", f"more than {limit} files sent; at most {limit} are accepted")
+    if isinstance(exc, TooManyFieldsSent):
+        return UploadRefused("too_many_fields", f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} form fields sent")
+    return UploadRefused(
+        "request_too_large",
+        f"the form fields exceed {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (files do not count)",
+        status_code=413,
+    )
 
 
 def upload_temp_paths(request) -> list[Path]:

@@ -18,3 +18,7 @@ def roles_of(user) -> set[str]:
 
 def can_push(user) -> bool:
     return bool(roles_of(user) & {ADMIN, ENGINEER})
+
+
+def is_admin(user) -> bool:
+    return ADMIN in roles_of(user)

@@ -1,9 +1,11 @@
 """Reads that are more than a plain lookup: resolving references, lists, lineage."""
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
 from registry.errors import NotFound
 from registry.models import AdapterVersion, BaseModelVersion, EvaluationSuite, Job, Worker
@@ -247,6 +249,38 @@ def worker_list() -> QuerySet[Worker]:
 def jobs_of(version: AdapterVersion) -> QuerySet[Job]:
     return (
         Job.objects.filter(adapter_version=version)
+        .select_related("adapter_version__adapter", "suite")
+        .order_by("created_at")
+    )
+
+
+def job_list(
+    *,
+    state: str = "",
+    kind: str = "",
+    adapter: str = "",
+    worker: str = "",
+    older_than: int | None = None,
+) -> QuerySet[Job]:
+    """Jobs for operators, newest first; `older_than` (seconds) finds work that is stuck."""
+    jobs = Job.objects.select_related("adapter_version__adapter", "suite")
+    if state:
+        jobs = jobs.filter(state=state)
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    if adapter:
+        jobs = jobs.filter(adapter_version=adapter_version_get(adapter))
+    if worker:
+        jobs = jobs.filter(ran_on=worker)
+    if older_than is not None:
+        jobs = jobs.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
+    return jobs
+
+
+def jobs_waiting() -> QuerySet[Job]:
+    """Queued and running jobs, oldest first: what the Workers page shows operators."""
+    return (
+        Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
         .select_related("adapter_version__adapter", "suite")
         .order_by("created_at")
     )

@@ -15,6 +15,8 @@ urlpatterns = [
     path("adapters/upload/", views.adapter_upload, name="adapter-upload"),
     path("adapters/<str:namespace>/<str:name>/v<int:number>/", views.adapter_detail, name="adapter-detail"),
     path("workers/", views.worker_list, name="workers"),
+    path("jobs/<uuid:job_id>/redispatch", views.job_redispatch_action, name="job-redispatch"),
+    path("jobs/<uuid:job_id>/cancel", views.job_cancel_action, name="job-cancel"),
     path("audit/", views.placeholder, {"section": "Audit"}, name="audit"),
     path("residency/", views.placeholder, {"section": "Residency"}, name="residency"),
 ]

@@ -2,20 +2,22 @@
 the fragment (a partialdef in the page template) is sent only to plain htmx requests."""
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from registry import selectors
 from registry.api.tokens import login_locked_out_response
 from registry.errors import RegistryError
 from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
-from registry.roles import can_push
+from registry.roles import can_push, is_admin
+from registry.services.jobs import job_cancel, job_redispatch
 from ui.lineage import lineage_svg
 
 PAGE_SIZE = 25
@@ -243,11 +245,52 @@ def adapter_upload(request):
     return render(request, "ui/adapter_upload.html", {"bases": bases, "initial_base": request.GET.get("base", "")})
 
 
+JOBS_SHOWN = 100
+
+
 @require_GET
 @login_required
 def worker_list(request):
-    context = {"workers": selectors.worker_list(), "queued": Job.objects.filter(state=Job.State.QUEUED).count()}
+    waiting = list(selectors.jobs_waiting()[: JOBS_SHOWN + 1])
+    context = {
+        "workers": selectors.worker_list(),
+        "queued": Job.objects.filter(state=Job.State.QUEUED).count(),
+        "jobs": waiting[:JOBS_SHOWN],
+        "more_jobs": len(waiting) > JOBS_SHOWN,
+        "can_operate": is_admin(request.user),
+    }
     return _render(request, "ui/workers.html", context, "table")
+
+
+def _job_for_admin(request, job_id) -> Job:
+    if not is_admin(request.user):
+        raise PermissionDenied("re-dispatching and cancelling jobs needs the admin role")
+    try:
+        return selectors.job_get(job_id)
+    except RegistryError:
+        raise Http404("no such job") from None
+
+
+@require_POST
+@login_required
+def job_redispatch_action(request, job_id):
+    job = _job_for_admin(request, job_id)
+    if job_redispatch(job=job):
+        messages.success(request, f"Job {job.id} was sent to its queue again.")
+    else:
+        messages.error(request, f"Job {job.id} is {job.state} or the broker did not answer; nothing was sent.")
+    return redirect("ui:workers")
+
+
+@require_POST
+@login_required
+def job_cancel_action(request, job_id):
+    job = _job_for_admin(request, job_id)
+    if job_cancel(job=job, reason=f"cancelled by {request.user.username} from the Workers page"):
+        messages.success(request, f"Job {job.id} was cancelled.")
+    else:
+        messages.error(request, f"Job {job.id} is already {job.state}.")
+    return redirect("ui:workers")
 
 
 @require_GET

@@ -75,6 +75,7 @@ ERROR_DESCRIPTIONS = {
     415: "The request body's media type is not the one this operation reads.",
     422: "The files were read and refused: they are not a valid artifact of this kind.",
     429: "Too many attempts; wait for the time in `Retry-After`.",
+    503: "A service the registry depends on (the broker) did not answer; try again later.",
 }
 
 

@@ -168,6 +168,12 @@ class AdapterListFilterSerializer(serializers.Serializer):
     search = TextField(required=False, allow_blank=True)
 
 
+class BaseAdaptersFilterSerializer(AdapterListFilterSerializer):
+    """The adapter list's filters less `base`: the path names the base."""
+
+    base = None
+
+
 class BaseListFilterSerializer(serializers.Serializer):
     namespace = TextField(required=False, allow_blank=True)
     name = TextField(required=False, allow_blank=True)
@@ -273,6 +279,8 @@ class JobSerializer(serializers.ModelSerializer):
             "suite",
             "queue",
             "attempts",
+            "dispatched_at",
+            "dispatch_attempts",
             "ran_on",
             "base_was_resident",
             "result",
@@ -282,6 +290,22 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "duration_seconds",
         ]
+
+
+class JobListFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=Job.State.choices, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=Job.Kind.choices, required=False, allow_blank=True)
+    adapter = RefField(required=False, allow_blank=True, help_text="Reference to an adapter version")
+    worker = TextField(required=False, allow_blank=True, help_text="hostname of the worker that ran it")
+    older_than = serializers.IntegerField(
+        required=False, min_value=0, max_value=10**9, help_text="only jobs created more than this many seconds ago"
+    )
+
+
+class JobCancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        required=False, max_length=2000, default="cancelled by an operator", help_text="recorded on the job"
+    )
 
 
 class CheckSerializer(serializers.ModelSerializer):

@@ -11,13 +11,14 @@ from rest_framework.views import APIView
 from registry import selectors
 from registry.api import serializers as s
 from registry.api.pagination import VersionCursorPagination
-from registry.api.permissions import CanPushOrReadOnly
+from registry.api.permissions import CanPushOrReadOnly, IsAdminRole
 from registry.api.schema import error_responses
 from registry.api.tokens import token_issue
-from registry.errors import RegistryError
-from registry.models import AdapterVersion
+from registry.errors import Conflict, RegistryError
+from registry.models import AdapterVersion, Job
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+from registry.services.jobs import job_cancel, job_redispatch
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_get, evaluation_suite_register
 from registry.uploads import StreamingMultiPartParser, incoming_files, upload_scope
 
@@ -100,10 +101,12 @@ class BaseVersionAdaptersView(APIView):
 
     pagination_class = VersionCursorPagination
 
-    @extend_schema(parameters=[s.AdapterListFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
+    @extend_schema(parameters=[s.BaseAdaptersFilterSerializer], responses=s.AdapterVersionSerializer(many=True))
     def get(self, request, ref):
+        filters = s.BaseAdaptersFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
         base = selectors.base_version_get(ref)
-        rows = selectors.adapter_version_rows(selectors.adapter_version_list(base=base))
+        rows = selectors.adapter_version_rows(selectors.adapter_version_list(base=base, **filters.validated_data))
         return _paginated(self, request, rows, s.adapter_row_data)
 
 
@@ -185,6 +188,56 @@ class WorkerListView(APIView):
     @extend_schema(responses=s.WorkerSerializer(many=True))
     def get(self, request):
         return Response(s.WorkerSerializer(selectors.worker_list(), many=True).data)
+
+
+class JobListView(APIView):
+    """Jobs, newest first, for operators looking for stuck work."""
+
+    pagination_class = VersionCursorPagination
+
+    @extend_schema(parameters=[s.JobListFilterSerializer], responses=s.JobSerializer(many=True))
+    def get(self, request):
+        filters = s.JobListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return _paginated(self, request, selectors.job_list(**filters.validated_data), _job_data)
+
+
+def _job_data(job) -> dict:
+    return s.JobSerializer(job).data
+
+
+class JobRedispatchView(APIView):
+    """Send a queued job's message again now (admin)."""
+
+    permission_classes = [IsAdminRole]
+
+    @extend_schema(request=None, responses={200: s.JobSerializer, **error_responses(409, 503)})
+    def post(self, request, job_id):
+        job = selectors.job_get(job_id)
+        if job.state != Job.State.QUEUED:
+            raise Conflict("job_not_queued", f"job {job.id} is {job.state}; only a queued job can be re-dispatched")
+        if not job_redispatch(job=job):
+            raise RegistryError(
+                "broker_unavailable",
+                "the broker did not take the message; the dispatcher will try again",
+                status_code=503,
+            )
+        return Response(s.JobSerializer(selectors.job_get(job_id)).data)
+
+
+class JobCancelView(APIView):
+    """Cancel a queued or running job (admin); a worker still running it records nothing."""
+
+    permission_classes = [IsAdminRole]
+
+    @extend_schema(request=s.JobCancelSerializer, responses={200: s.JobSerializer, **error_responses(409)})
+    def post(self, request, job_id):
+        form = s.JobCancelSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        job = selectors.job_get(job_id)
+        if not job_cancel(job=job, reason=form.validated_data["reason"]):
+            raise Conflict("job_finished", f"job {job.id} is {job.state}; only queued or running jobs can be cancelled")
+        return Response(s.JobSerializer(selectors.job_get(job_id)).data)
 
 
 class JobDetailView(APIView):

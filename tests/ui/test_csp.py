@@ -107,3 +107,18 @@ def test_the_api_docs_render_offline_under_the_policy(page, live_server, violati
     _wait_idle(page)
     assert elsewhere == []
     assert violations.messages == []
+
+
+def test_the_admin_runs_under_the_policy(page, live_server, violations, transactional_db):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("root", password="root-password")
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", "root-password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    for path in ("auth/user/", "auth/user/add/", "axes/accessattempt/"):
+        page.goto(f"{live_server.url}/admin/{path}")
+        _wait_idle(page)
+    assert violations.messages == []

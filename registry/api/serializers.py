@@ -158,13 +158,22 @@ class AdapterUploadSerializer(BaseUploadSerializer):
     )
 
 
+class QueryIntegerField(serializers.IntegerField):
+    """An integer query filter. DRF reads `?r=` as "not given"; the schema says an integer, so it is refused."""
+
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
 class AdapterListFilterSerializer(serializers.Serializer):
     namespace = TextField(required=False, allow_blank=True)
     name = TextField(required=False, allow_blank=True)
     base = RefField(required=False, allow_blank=True, help_text="Reference to a base model version")
     status = serializers.ChoiceField(choices=Status.choices, required=False, allow_blank=True)
     peft_type = TextField(required=False, allow_blank=True)
-    r = serializers.IntegerField(required=False, min_value=1)
+    r = QueryIntegerField(required=False, min_value=1)
     search = TextField(required=False, allow_blank=True)
 
 
@@ -297,7 +306,7 @@ class JobListFilterSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Job.Kind.choices, required=False, allow_blank=True)
     adapter = RefField(required=False, allow_blank=True, help_text="Reference to an adapter version")
     worker = TextField(required=False, allow_blank=True, help_text="hostname of the worker that ran it")
-    older_than = serializers.IntegerField(
+    older_than = QueryIntegerField(
         required=False, min_value=0, max_value=10**9, help_text="only jobs created more than this many seconds ago"
     )
 

@@ -157,3 +157,9 @@ def test_the_adapters_of_a_base_apply_their_documented_filters(alice_client, zoo
     assert [a["ref"] for a in alice_client.get(f"{url}?name=bot").json()["results"]] == ["acme/bot:v1"]
     assert alice_client.get(f"{url}?name=other").json()["results"] == []
     assert alice_client.get(f"{url}?r=0").json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/adapters/?r=", "/api/v1/jobs/?older_than="])
+def test_an_empty_integer_filter_is_refused_as_documented(alice_client, url):
+    response = alice_client.get(url)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"

@@ -9,15 +9,17 @@ is an evaluation on every suite attached to the adapter's name.
 from django.db import transaction
 
 from registry.compat import static_compatibility
+from registry.formats.peft_config import peft_overrides
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
 from registry.services.jobs import job_create, version_tensor_headers
 
 
 @transaction.atomic
 def adapter_version_static_check(version: AdapterVersion) -> Check:
-    result = static_compatibility(
-        version_tensor_headers(version), version.config, version_tensor_headers(version.base_version)
-    )
+    # The ranks resolved at ingest, not the stored rank_pattern: PostgreSQL's jsonb does not keep
+    # key order, and peft takes the first matching key, so the stored dict could pick another one.
+    config = {**version.config, **peft_overrides(version.resolved_patterns or {})}
+    result = static_compatibility(version_tensor_headers(version), config, version_tensor_headers(version.base_version))
     check, _ = Check.objects.update_or_create(
         adapter_version=version,
         kind=Check.Kind.STATIC,

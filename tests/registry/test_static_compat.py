@@ -78,3 +78,26 @@ def test_pushing_records_the_static_check_and_queues_the_dynamic_one(
     assert job.kind == Job.Kind.COMPATIBILITY and job.state == Job.State.QUEUED and job.queue == "gpu"
     checks = alice_client.get(f"/api/v1/adapters/{version.ref}/checks").json()
     assert checks["pending"] == 1 and checks["checks"][0]["kind"] == "static"
+
+
+def test_a_rerun_uses_the_ranks_resolved_at_ingest_not_the_stored_key_order(alice, zoo, tmp_path):
+    from registry.services.checks import adapter_version_static_check
+    from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+    from registry.uploads import incoming_from_directory
+
+    # Both keys match layer 0's q_proj; peft takes the first, the longer one (rank 6).
+    # PostgreSQL's jsonb stores keys shortest first, so the stored dict would say rank 2.
+    rank_pattern = {"layers.0.self_attn.q_proj": 6, "q_proj": 2}
+    directory = build.build_lora_adapter(
+        zoo.llama, tmp_path / "ranked", r=4, lora_alpha=8, target_modules=["q_proj"], rank_pattern=rank_pattern
+    )
+    with incoming_from_directory(zoo.llama) as files:
+        base = base_model_version_ingest(name="acme/llama", files=files, user=alice).version
+    with incoming_from_directory(directory) as files:
+        version = adapter_version_ingest(name="acme/ranked", files=files, base_ref=base.ref, user=alice).version
+    stored = AdapterVersion.objects.get(id=version.id)
+    assert list(stored.config["rank_pattern"]) == ["q_proj", "layers.0.self_attn.q_proj"]
+
+    check = adapter_version_static_check(stored)
+
+    assert check.verdict == "pass", check.reasons

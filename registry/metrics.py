@@ -13,8 +13,8 @@ from django.http import HttpResponse, HttpResponseForbidden
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from rest_framework.authentication import TokenAuthentication
 
+from registry.api.authentication import ExpiringTokenAuthentication
 from registry.models import AdapterVersion, Job, Worker
 
 
@@ -91,7 +91,7 @@ def _allowed(request) -> bool:
     user = request.user
     if not user.is_authenticated and header.startswith("Token "):
         try:
-            result = TokenAuthentication().authenticate(request)
+            result = ExpiringTokenAuthentication().authenticate(request)
         except Exception:  # an invalid token is simply not allowed
             return False
         user = result[0] if result else user

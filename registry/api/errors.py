@@ -94,7 +94,10 @@ def _internal_error(exc: Exception, request) -> Response:
 
 def api_exception_handler(exc, context):
     if isinstance(exc, RegistryError):
-        return error_response(exc.code, exc.message, exc.status_code, exc.detail or None)
+        response = error_response(exc.code, exc.message, exc.status_code, exc.detail or None)
+        if getattr(exc, "auth_header", None):  # a 401 (token_expired) says how to authenticate, as DRF's do
+            response["WWW-Authenticate"] = exc.auth_header
+        return response
     if isinstance(exc, (SuspiciousOperation, BadRequest)):
         return error_response(*_refused_request(exc))
     if isinstance(exc, Http404):

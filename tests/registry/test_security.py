@@ -359,6 +359,7 @@ def test_an_expired_token_says_how_to_get_a_new_one(alice_client, alice, setting
     error = expired.json()["error"]
     assert error["code"] == "token_expired"
     assert "POST /api/v1/auth/token" in error["message"]
+    assert expired["WWW-Authenticate"] == "Token"
     assert alice_client.post("/api/v1/auth/token/rotate").json()["error"]["code"] == "token_expired"
 
     fresh = _api_login("alice-password")  # a password login replaces the expired token
@@ -391,3 +392,14 @@ def test_adapterctl_rotates_its_token(live_server, alice):
     refused = adapterctl("ls", token=old)
     assert refused.returncode == 1
     assert "authentication_failed" in refused.stderr
+
+
+def test_an_expired_token_no_longer_reads_metrics(alice, settings):
+    alice.is_staff = True
+    alice.save()
+    key = Token.objects.create(user=alice).key
+    client = _token_client(key)
+    assert client.get("/metrics").status_code == 200
+    settings.API_TOKEN_TTL_SECONDS = 3600
+    Token.objects.filter(key=key).update(created=timezone.now() - timedelta(seconds=3601))
+    assert client.get("/metrics").status_code == 403

@@ -24,19 +24,35 @@ from kombu import Exchange, Queue
 from kombu.common import maybe_declare
 
 RUN_JOB_TASK = "workers.run_job"
+DIRECT_QUEUE_PREFIX = "worker."
 _declare_lock = threading.Lock()
 
 
-def queue_entity(name: str) -> Queue:
-    """A fresh Queue for one publish, declared the way Celery declares a missing queue."""
-    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+def direct_queue_name(hostname: str) -> str:
+    """The queue only the worker `hostname` consumes (affinity routing)."""
+    return f"{DIRECT_QUEUE_PREFIX}{hostname}"
+
+
+def queue_entity(app, name: str) -> Queue:
+    """A fresh Queue for one publish, declared exactly as the consuming worker declares it.
+
+    A worker's direct queue is added with Celery's `Queues.select_add`: bound to the default
+    exchange, keyed by its name. An exchange named after the queue would not do: node names
+    hold '@', which the filesystem transport refuses in exchange names. Shared queues (`gpu`,
+    `cpu`) are declared by Celery's rule for missing queues, as the workers started with -Q do.
+    """
+    queues = app.amqp.queues
+    if name.startswith(DIRECT_QUEUE_PREFIX):
+        default = queues.default_exchange
+        return Queue(name, Exchange(default.name, type=default.type), routing_key=name)
+    return queues.new_missing(name)
 
 
 def publish_job(job_id: str, queue_name: str) -> None:
     """Send one `workers.run_job` message to `queue_name`; raises on broker errors."""
     app = current_app
     with app.producer_or_acquire() as producer:
-        queue = queue_entity(queue_name)
+        queue = queue_entity(app, queue_name)
         with _declare_lock:
             maybe_declare(queue, producer.channel)
         # By name: the registry does not import the workers package (workers/tasks.py defines it).

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from registry.broker import direct_queue_name
 from registry.models import Worker
-from registry.services.jobs import direct_queue_name
 from workers.execute import cache_snapshot
 from workers.runtime.device import probe
 

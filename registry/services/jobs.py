@@ -24,10 +24,6 @@ logger = logging.getLogger(__name__)
 SHARED_GPU_QUEUE = "gpu"
 
 
-def direct_queue_name(hostname: str) -> str:
-    return f"worker.{hostname}"
-
-
 # --- Headers from the blob store ------------------------------------------------------
 
 

@@ -31,11 +31,17 @@ def push_over_http(url: str, token: str, directory, name: str, base_ref: str) ->
 
 
 def test_concurrent_pushes_through_threaded_gunicorn_on_the_embedded_broker(pool, alice, zoo, tmp_path):
-    # The embedded default: the kombu filesystem transport, no broker server.
+    # The embedded default: the kombu filesystem transport, no broker server, as `make run` has it.
     broker = {"CELERY_BROKER_URL": "", "CELERY_FILESYSTEM_BROKER_DIR": str(tmp_path / "broker")}
     url = pool.start_web(**broker)
+    worker = pool.start("w1", **broker)
     base = push_base(alice, zoo.llama)
     token = Token.objects.create(user=alice).key
+    # A first push loads the base on the worker, so the pushes below are routed to its direct
+    # queue (worker.w1@host), which the web processes declare and publish to themselves.
+    first = push_over_http(url, token, zoo.adapters["attention"], "acme/concurrent-first", base.ref)
+    assert first.status_code == 201, first.text
+    wait_for(lambda: Worker.objects.get(hostname=worker).holds_base(str(base.id)), 120, "the base to be resident", pool)
     adapters = list(zoo.adapters.values())
     responses: list[httpx.Response] = []
 
@@ -50,11 +56,10 @@ def test_concurrent_pushes_through_threaded_gunicorn_on_the_embedded_broker(pool
         thread.join()
 
     assert sorted(r.status_code for r in responses) == [201] * 12, [r.text[:300] for r in responses]
-    jobs = Job.objects.filter(adapter_version__adapter__name__startswith="concurrent-")
+    jobs = Job.objects.filter(adapter_version__adapter__name__regex=r"^concurrent-\d+$")
     assert jobs.count() == 12
+    assert {job.queue for job in jobs} == {f"worker.{worker}"}
     assert all(job.dispatched_at and job.dispatch_attempts == 1 for job in jobs)
-
-    pool.start("w1", **broker)
     for job in jobs:
         done = wait_for(lambda job=job: job_done(job.id), 240, f"job {job.id}", pool)
         assert done.state == Job.State.SUCCEEDED and done.attempts == 1, done.error

@@ -309,7 +309,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+# A host part keeps kombu from warning "No hostname was supplied" on every connection.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost//"
 FILESYSTEM_BROKER_DIR = Path(env_str("CELERY_FILESYSTEM_BROKER_DIR", str(VAR_DIR / "broker")))
 # The filesystem transport keeps everything under var/: messages, and its exchange table
 # (`control_folder`, which kombu otherwise creates as ./control in the working directory).

@@ -51,10 +51,29 @@ def adapter_version_get(ref: str) -> AdapterVersion:
     return _resolve(adapter_version_queryset(), ref, "adapter", "adapter")
 
 
+def _created(queryset: QuerySet, created_by: str, created_after, created_before) -> QuerySet:
+    """Who pushed it and when: the filters an auditor asks for."""
+    if created_by:
+        queryset = queryset.filter(created_by__username=created_by)
+    if created_after is not None:
+        queryset = queryset.filter(created_at__gte=created_after)
+    if created_before is not None:
+        queryset = queryset.filter(created_at__lt=created_before)
+    return queryset
+
+
 def base_version_list(
-    *, namespace: str = "", name: str = "", architecture: str = "", status: str = "", search: str = ""
+    *,
+    namespace: str = "",
+    name: str = "",
+    architecture: str = "",
+    status: str = "",
+    search: str = "",
+    created_by: str = "",
+    created_after=None,
+    created_before=None,
 ) -> QuerySet[BaseModelVersion]:
-    queryset = base_version_queryset()
+    queryset = _created(base_version_queryset(), created_by, created_after, created_before)
     if namespace:
         queryset = queryset.filter(base_model__namespace=namespace)
     if name:
@@ -77,8 +96,11 @@ def adapter_version_list(
     peft_type: str = "",
     r: int | None = None,
     search: str = "",
+    created_by: str = "",
+    created_after=None,
+    created_before=None,
 ) -> QuerySet[AdapterVersion]:
-    queryset = adapter_version_queryset()
+    queryset = _created(adapter_version_queryset(), created_by, created_after, created_before)
     if namespace:
         queryset = queryset.filter(adapter__namespace=namespace)
     if name:

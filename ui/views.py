@@ -132,7 +132,8 @@ def _config_summary(config: dict) -> list[tuple[str, object]]:
 
 def _adapter_filters(request) -> dict:
     get = request.GET
-    return {key: get.get(key, "").strip() for key in ("q", "base", "status", "namespace", "peft_type", "r")}
+    keys = ("q", "base", "status", "namespace", "peft_type", "r", "created_by")
+    return {key: get.get(key, "").strip() for key in keys}
 
 
 def _filtered_adapters(filters: dict):
@@ -150,6 +151,7 @@ def _filtered_adapters(filters: dict):
         peft_type=filters["peft_type"],
         r=rank,
         search=filters["q"],
+        created_by=filters["created_by"],
     )
 
 
@@ -169,6 +171,10 @@ def adapter_list(request):
         .order_by("adapter__namespace"),
         "peft_types": AdapterVersion.objects.values_list("peft_type", flat=True).distinct().order_by("peft_type"),
         "ranks": AdapterVersion.objects.exclude(r=None).values_list("r", flat=True).distinct().order_by("r"),
+        "pushers": AdapterVersion.objects.exclude(created_by=None)
+        .values_list("created_by__username", flat=True)
+        .distinct()
+        .order_by("created_by__username"),
         "query_string": _without_page(request.GET),
     }
     return _render(request, "ui/adapter_list.html", context, "results")

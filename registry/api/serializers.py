@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.api.schema import NameField, RefField, TextField
-from registry.errors import InvalidArtifact
+from registry.errors import InvalidArtifact, RegistryError
 from registry.formats.strict_json import load_json
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.selectors import ADAPTER_METADATA_FIELDS, BASE_METADATA_FIELDS
@@ -167,7 +167,40 @@ class QueryIntegerField(serializers.IntegerField):
         return super().get_value(dictionary)
 
 
-class AdapterListFilterSerializer(serializers.Serializer):
+PAGINATION_PARAMETERS = ("cursor", "page_size")
+
+
+class ListFilterSerializer(serializers.Serializer):
+    """Query filters of a list. A parameter the list does not know is refused, never ignored:
+    `?created_by=nobody` silently returning everything would mislead an auditor."""
+
+    paginated = True
+
+    def is_valid(self, *, raise_exception=False):
+        allowed = sorted({*self.fields, *(PAGINATION_PARAMETERS if self.paginated else ())})
+        unknown = sorted(set(self.initial_data) - set(allowed))
+        if unknown:
+            takes = f"this list takes {', '.join(allowed)}" if allowed else "this list takes no parameters"
+            raise RegistryError(
+                "unknown_filter",
+                f"unknown query parameter {', '.join(unknown)}; {takes}",
+                unknown=unknown,
+                allowed=allowed,
+            )
+        return super().is_valid(raise_exception=raise_exception)
+
+
+class NoFilterSerializer(ListFilterSerializer):
+    paginated = False
+
+
+class CreatedFilterMixin(serializers.Serializer):
+    created_by = TextField(required=False, allow_blank=True, help_text="username of who pushed it")
+    created_after = serializers.DateTimeField(required=False, help_text="pushed at or after (RFC 3339)")
+    created_before = serializers.DateTimeField(required=False, help_text="pushed before (RFC 3339)")
+
+
+class AdapterListFilterSerializer(CreatedFilterMixin, ListFilterSerializer):
     namespace = TextField(required=False, allow_blank=True)
     name = TextField(required=False, allow_blank=True)
     base = RefField(required=False, allow_blank=True, help_text="Reference to a base model version")
@@ -183,7 +216,7 @@ class BaseAdaptersFilterSerializer(AdapterListFilterSerializer):
     base = None
 
 
-class BaseListFilterSerializer(serializers.Serializer):
+class BaseListFilterSerializer(CreatedFilterMixin, ListFilterSerializer):
     namespace = TextField(required=False, allow_blank=True)
     name = TextField(required=False, allow_blank=True)
     architecture = TextField(required=False, allow_blank=True)
@@ -301,7 +334,7 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
 
-class JobListFilterSerializer(serializers.Serializer):
+class JobListFilterSerializer(ListFilterSerializer):
     state = serializers.ChoiceField(choices=Job.State.choices, required=False, allow_blank=True)
     kind = serializers.ChoiceField(choices=Job.Kind.choices, required=False, allow_blank=True)
     adapter = RefField(required=False, allow_blank=True, help_text="Reference to an adapter version")

@@ -185,8 +185,9 @@ class BaseVersionLineageView(APIView):
 class WorkerListView(APIView):
     """Workers with their device, memory, resident models and current job."""
 
-    @extend_schema(responses=s.WorkerSerializer(many=True))
+    @extend_schema(responses={200: s.WorkerSerializer(many=True), **error_responses(400)})
     def get(self, request):
+        s.NoFilterSerializer(data=request.query_params).is_valid(raise_exception=True)
         return Response(s.WorkerSerializer(selectors.worker_list(), many=True).data)
 
 
@@ -281,8 +282,9 @@ class SuiteListView(APIView):
     permission_classes = [CanPushOrReadOnly]
     parser_classes = [StreamingMultiPartParser]
 
-    @extend_schema(responses=s.SuiteSerializer(many=True))
+    @extend_schema(responses={200: s.SuiteSerializer(many=True), **error_responses(400)})
     def get(self, request):
+        s.NoFilterSerializer(data=request.query_params).is_valid(raise_exception=True)
         return Response(s.SuiteSerializer(selectors.suite_list(), many=True).data)
 
     @extend_schema(

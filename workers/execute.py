@@ -48,16 +48,25 @@ def compatibility(job: Job) -> dict:
     return {"verdict": verdict, "reasons": reasons, "details": details, "base_was_resident": was_resident}
 
 
-def reference_for(version: AdapterVersion) -> AdapterVersion | None:
-    """The version to compare with: `production` when set, else the newest earlier ready one."""
+def reference_for(version: AdapterVersion) -> tuple[AdapterVersion | None, str]:
+    """The version to compare with, and why it was chosen.
+
+    `production` when set; else the newest earlier ready version; else the version this one was
+    trained from (its parent), so a first version of a fine-tuned name is still compared.
+    """
     alias = AdapterAlias.objects.filter(adapter=version.adapter, name="production").select_related("version").first()
     if alias and alias.version_id != version.id:
-        return alias.version
-    return (
+        return alias.version, "production alias"
+    earlier = (
         AdapterVersion.objects.filter(adapter=version.adapter, number__lt=version.number, status=Status.READY)
         .order_by("-number")
         .first()
     )
+    if earlier is not None:
+        return earlier, "newest earlier ready version"
+    if version.parent_id is not None:
+        return version.parent, "parent version"
+    return None, "none: no production alias, no earlier ready version and no parent"
 
 
 def _suite_rows(job: Job) -> list[dict]:
@@ -70,7 +79,7 @@ def evaluation(job: Job) -> dict:
     version = job.adapter_version
     rows = _suite_rows(job)
     task_type = job.suite.task_type
-    reference = reference_for(version)
+    reference, reason = reference_for(version)
     metrics, notes = {}, []
     if reference is not None and reference.base_version_id == version.base_version_id:
         resident, _, _ = _resident_for(reference)
@@ -86,7 +95,12 @@ def evaluation(job: Job) -> dict:
         "examples": len(rows),
         "seed": settings.EVALUATION_SEED,
         "metrics": metrics,
-        "reference": reference.ref if reference is not None and "reference" in metrics else None,
+        # Which version was compared and why, even when none was: the page and the API show it.
+        "reference": {
+            "ref": reference.ref if reference is not None else None,
+            "reason": reason,
+            "compared": "reference" in metrics,
+        },
         "notes": notes,
         "device": get_cache().device,
         "library_versions": probe()["library_versions"],

@@ -12,6 +12,7 @@ from registry.compat import static_compatibility
 from registry.formats.peft_config import peft_overrides
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
 from registry.services.jobs import job_create, version_tensor_headers
+from registry.services.suites import suite_check_fits, suite_misfit
 
 
 @transaction.atomic
@@ -42,10 +43,13 @@ def adapter_version_checks_start(version: AdapterVersion) -> None:
         return
     job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version)
     for suite in EvaluationSuite.objects.filter(attachments__adapter=version.adapter_id):
+        if suite_misfit(suite, version):  # e.g. a version on another base: nothing a worker could run
+            continue
         job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)
 
 
 @transaction.atomic
 def adapter_version_evaluate(*, version: AdapterVersion, suite: EvaluationSuite) -> Job:
-    """An evaluation on demand."""
+    """An evaluation on demand; a suite the adapter's base cannot run is refused now, not on a worker."""
+    suite_check_fits(suite, version)
     return job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)

@@ -3,10 +3,10 @@
 from django.db import transaction
 from django.db.models import Max
 
-from registry.errors import InvalidArtifact, NotFound
+from registry.errors import InvalidArtifact, NotFound, RegistryError
 from registry.formats.artifact import IncomingFile
 from registry.formats.strict_json import load_json
-from registry.models import Adapter, Blob, EvaluationSuite, SuiteAttachment
+from registry.models import Adapter, AdapterVersion, Blob, EvaluationSuite, Status, SuiteAttachment
 from registry.refs import parse_name, parse_ref
 from registry.storage import get_blob_store
 
@@ -18,6 +18,49 @@ REQUIRED_KEYS = {
     EvaluationSuite.TaskType.CLASSIFICATION: {"text": str, "label": int},
     EvaluationSuite.TaskType.EXACT_MATCH: {"prompt": str, "answer": str},
 }
+# The model class each task type runs on. Workers load the base as the adapter's head says
+# (workers/runtime/cache.head_for) and refuse a misfit in runners.measure; the registry applies
+# the same rule first, so a misfit suite is refused when it is attached or asked for.
+REQUIRED_HEAD = {
+    EvaluationSuite.TaskType.CAUSAL_LM: "causal_lm",
+    EvaluationSuite.TaskType.CLASSIFICATION: "classification",
+    EvaluationSuite.TaskType.EXACT_MATCH: "causal_lm",
+}
+CLASSIFICATION_HEADS = ("classifier", "score")
+
+
+def version_head(version: AdapterVersion) -> str:
+    """How a worker loads the base for this adapter: "classification", "causal_lm" or "encoder"."""
+    if set(version.modules_to_save or []) & set(CLASSIFICATION_HEADS):
+        return "classification"
+    if version.base_version.architecture.endswith("ForCausalLM"):
+        return "causal_lm"
+    return "encoder"
+
+
+def suite_misfit(suite: EvaluationSuite, version: AdapterVersion) -> str | None:
+    """Why the suite cannot run on this adapter version, or None when it can."""
+    needed, head = REQUIRED_HEAD[suite.task_type], version_head(version)
+    if head == needed:
+        return None
+    architecture = version.base_version.architecture or "an unknown architecture"
+    if needed == "classification":
+        why = (
+            f"{version.ref} has no classifier head (its base {version.base_version.ref} is {architecture}); "
+            "train it with the classifier in modules_to_save"
+        )
+    else:
+        why = (
+            f"{version.ref} runs its base {version.base_version.ref} ({architecture}) as "
+            f"{'a classifier' if head == 'classification' else 'an encoder without a language-model head'}"
+        )
+    return f"{suite.ref} is a {suite.task_type} suite, which needs a {needed.replace('_', ' ')} model; {why}"
+
+
+def suite_check_fits(suite: EvaluationSuite, version: AdapterVersion) -> None:
+    misfit = suite_misfit(suite, version)
+    if misfit:
+        raise RegistryError("suite_incompatible", misfit, status_code=422)
 
 
 def _validate_rows(data: bytes, task_type: str) -> int:
@@ -90,5 +133,13 @@ def evaluation_suite_attach(*, suite: EvaluationSuite, adapter_name: str) -> Sui
     adapter = Adapter.objects.filter(namespace=namespace, name=short_name).first()
     if adapter is None:
         raise NotFound("adapter_not_found", f"no adapter is named {adapter_name!r}; push a version first")
+    # Every live version of the name is checked: new versions usually share their base and head.
+    versions = (
+        AdapterVersion.objects.filter(adapter=adapter)
+        .exclude(status=Status.REJECTED)
+        .select_related("adapter", "base_version__base_model")
+    )
+    for version in versions.order_by("-number"):
+        suite_check_fits(suite, version)
     attachment, _ = SuiteAttachment.objects.get_or_create(adapter=adapter, suite=suite)
     return attachment

@@ -63,7 +63,11 @@ def test_a_pushed_adapter_is_checked_and_evaluated_end_to_end(pool, alice, zoo, 
     assert evaluation.state == Job.State.SUCCEEDED, evaluation.error
     metrics = evaluation.result["metrics"]
     assert {"adapter", "base", "reference"} <= set(metrics)
-    assert evaluation.result["reference"] == first.ref
+    assert evaluation.result["reference"] == {
+        "ref": first.ref,
+        "reason": "newest earlier ready version",
+        "compared": True,
+    }
     assert metrics["adapter"]["perplexity"] > 1 and metrics["adapter"]["loss"] != metrics["base"]["loss"]
     assert evaluation.ran_on == worker and evaluation.result["device"] == "cpu"
     dynamic = Check.objects.get(adapter_version=second, kind=Check.Kind.DYNAMIC)

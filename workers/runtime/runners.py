@@ -7,6 +7,7 @@ import time
 
 from django.conf import settings
 
+from registry.services.suites import REQUIRED_HEAD as SUITE_HEADS
 from workers.runtime.cache import ResidentBase
 
 PROBE_TEXT = "The registry checks that every adapter fits its base and changes what it computes."
@@ -114,7 +115,8 @@ def _exact_match(resident: ResidentBase, rows: list[dict]) -> dict:
 
 
 RUNNERS = {"causal_lm": _causal_lm, "classification": _classification, "exact_match": _exact_match}
-REQUIRED_HEAD = {"causal_lm": "causal_lm", "classification": "classification", "exact_match": "causal_lm"}
+# The registry refuses misfit suites up front with the same table; this is the last line of defence.
+REQUIRED_HEAD = {str(task): head for task, head in SUITE_HEADS.items()}
 
 
 def measure(resident: ResidentBase, task_type: str, rows: list[dict], *, bare: bool = False) -> dict:

@@ -268,7 +268,7 @@ class AdapterChecksView(APIView):
 class AdapterEvaluateView(APIView):
     permission_classes = [CanPushOrReadOnly]
 
-    @extend_schema(request=s.EvaluateSerializer, responses={202: s.JobSerializer})
+    @extend_schema(request=s.EvaluateSerializer, responses={202: s.JobSerializer, **error_responses(422)})
     def post(self, request, ref):
         """Evaluate this adapter version on a suite now (compared with its base and reference)."""
         form = s.EvaluateSerializer(data=request.data)
@@ -313,7 +313,7 @@ class SuiteListView(APIView):
 class SuiteAttachView(APIView):
     permission_classes = [CanPushOrReadOnly]
 
-    @extend_schema(request=s.SuiteAttachSerializer, responses={200: s.SuiteSerializer})
+    @extend_schema(request=s.SuiteAttachSerializer, responses={200: s.SuiteSerializer, **error_responses(422)})
     def post(self, request, ref):
         """Run this suite automatically for every new version of an adapter name."""
         form = s.SuiteAttachSerializer(data=request.data)

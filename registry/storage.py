@@ -48,6 +48,10 @@ class FilesystemBlobStore:
     def open(self, sha256: str):
         return self.path(sha256).open("rb")
 
+    def download_url(self, sha256: str, *, filename: str, expires: int) -> str | None:
+        """Blobs on a local disk are streamed by the registry itself: no URL to hand out."""
+        return None
+
     def materialize(self, sha256: str, target: Path) -> None:
         """Make the blob appear at `target` (workers build model directories this way)."""
         os.symlink(self.path(sha256), target)
@@ -76,6 +80,17 @@ class DjangoStorageBlobStore:
 
     def open(self, sha256: str):
         return self.storage.open(blob_name(sha256), "rb")
+
+    def download_url(self, sha256: str, *, filename: str, expires: int) -> str | None:
+        """A presigned GET URL valid for `expires` seconds (django-storages' querystring_expire),
+        so the bytes go from the object store to the client, not through the registry."""
+        from django.utils.http import content_disposition_header
+
+        return self.storage.url(
+            blob_name(sha256),
+            parameters={"ResponseContentDisposition": content_disposition_header(True, filename)},
+            expire=expires,
+        )
 
     def materialize(self, sha256: str, target: Path) -> None:
         with self.open(sha256) as source, target.open("wb") as destination:

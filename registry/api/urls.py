@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from registry.api import tokens, views
+from registry.api import files, tokens, views
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
@@ -8,6 +8,10 @@ urlpatterns = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
     path("bases/", views.BaseVersionListView.as_view(), name="api-base-list"),
+    # A ref never contains "/files/": the lazy ref group stops at its first occurrence, so a
+    # file path may itself contain "/files/".
+    re_path(r"^bases/(?P<ref>.+?)/files$", files.BaseFileListView.as_view(), name="api-base-files"),
+    re_path(r"^bases/(?P<ref>.+?)/files/(?P<path>.+)$", files.BaseFileDownloadView.as_view(), name="api-base-file"),
     path("bases/<path:ref>/lineage", views.BaseVersionLineageView.as_view(), name="api-base-lineage"),
     path("bases/<path:ref>/adapters", views.BaseVersionAdaptersView.as_view(), name="api-base-adapters"),
     path("bases/<path:ref>", views.BaseVersionDetailView.as_view(), name="api-base-detail"),
@@ -19,6 +23,10 @@ urlpatterns = [
     path("jobs/<uuid:job_id>", views.JobDetailView.as_view(), name="api-job-detail"),
     path("suites/", views.SuiteListView.as_view(), name="api-suite-list"),
     path("suites/<path:ref>/attach", views.SuiteAttachView.as_view(), name="api-suite-attach"),
+    re_path(r"^adapters/(?P<ref>.+?)/files$", files.AdapterFileListView.as_view(), name="api-adapter-files"),
+    re_path(
+        r"^adapters/(?P<ref>.+?)/files/(?P<path>.+)$", files.AdapterFileDownloadView.as_view(), name="api-adapter-file"
+    ),
     path("adapters/<path:ref>/lineage", views.AdapterVersionLineageView.as_view(), name="api-adapter-lineage"),
     path("adapters/<path:ref>/checks", views.AdapterChecksView.as_view(), name="api-adapter-checks"),
     path("adapters/<path:ref>/evaluations", views.AdapterEvaluateView.as_view(), name="api-adapter-evaluate"),

@@ -1,0 +1,237 @@
+"""Downloads: the exact bytes of a version's files, with the headers that let clients trust and resume them.
+
+A file is served from the blob store in large chunks, never read whole into memory: a full
+file through FileResponse (which gunicorn hands to sendfile), a `Range` through a generator
+over the same handle. The `ETag` is the file's registered SHA-256, so a client that hashes what
+it received can prove it got the registered bytes, and `If-None-Match` saves re-downloading
+them. With the S3 backend the registry answers a short-lived presigned redirect instead and the
+object store serves the bytes.
+"""
+
+import posixpath
+import re
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry import selectors
+from registry.api.schema import ErrorSerializer
+from registry.api.serializers import FileSerializer
+from registry.errors import NotFound
+from registry.storage import get_blob_store
+
+# Large chunks keep the per-chunk Python work negligible next to the bytes moved.
+CHUNK_SIZE = 1024 * 1024
+# How long a presigned S3 URL stays valid: long enough to start the download, short enough
+# that a leaked URL is of little use.
+PRESIGNED_URL_SECONDS = getattr(settings, "BLOB_DOWNLOAD_URL_SECONDS", 60)
+_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+_GETTERS = {"adapter": selectors.adapter_version_get, "base": selectors.base_version_get}
+
+
+class _Unsatisfiable(Exception):
+    pass
+
+
+def _version_files(kind: str, ref: str):
+    version = _GETTERS[kind](ref)
+    return version, version.files.select_related("blob")
+
+
+def _version_file(kind: str, ref: str, path: str):
+    version, files = _version_files(kind, ref)
+    # PostgreSQL text cannot hold NUL; such a path can name no stored file.
+    found = None if "\x00" in path else files.filter(path=path).first()
+    if found is None:
+        raise NotFound("file_not_found", f"{version.ref} has no file {path!r}", ref=version.ref, path=path)
+    return found
+
+
+def _requested_range(header: str, size: int) -> tuple[int, int] | None:
+    """The inclusive (first, last) byte of a single-range `Range` header, or None to send it all.
+
+    A header this cannot read, or one asking for several ranges, is ignored (RFC 9110 allows
+    answering with the whole file); a readable range that starts past the end is unsatisfiable.
+    """
+    match = _SINGLE_RANGE.fullmatch(header.strip().replace(" ", ""))
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # a suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise _Unsatisfiable
+        return max(0, size - length), size - 1
+    if last != "" and int(last) < int(first):
+        return None
+    if int(first) >= size:
+        raise _Unsatisfiable
+    return int(first), size - 1 if last == "" else min(int(last), size - 1)
+
+
+def _etag_listed(header: str, etag: str) -> bool:
+    """If-None-Match: `*` or a list of entity tags, compared weakly (RFC 9110 13.1.2)."""
+    candidates = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+def _ranged_chunks(handle, first: int, last: int):
+    try:
+        handle.seek(first)
+        remaining = last - first + 1
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
+
+
+def _size_of(handle) -> int:
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(0)
+    return size
+
+
+def _download(request, file) -> HttpResponse:
+    etag = f'"{file.sha256}"'
+    filename = posixpath.basename(file.path)
+    common = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-cache"}
+    if _etag_listed(request.headers.get("If-None-Match", ""), etag):
+        return HttpResponse(status=304, headers=common)
+    store = get_blob_store()
+    url = store.download_url(file.sha256, filename=filename, expires=PRESIGNED_URL_SECONDS)
+    if url:
+        return HttpResponseRedirect(url, headers={"ETag": etag, "Cache-Control": "no-store"})
+    handle = store.open(file.sha256)
+    size = _size_of(handle)
+    wanted = request.headers.get("Range", "")
+    if request.headers.get("If-Range", etag) != etag:
+        wanted = ""  # the client holds other bytes than these: send the whole file
+    try:
+        span = _requested_range(wanted, size) if wanted else None
+    except _Unsatisfiable:
+        handle.close()
+        body = {
+            "error": {
+                "code": "range_not_satisfiable",
+                "message": f"{file.path} is {size} bytes; the requested range {wanted!r} starts past its end",
+                "detail": {"size": size},
+            }
+        }
+        return Response(body, status=416, headers={**common, "Content-Range": f"bytes */{size}"})
+    disposition = content_disposition_header(True, filename)
+    if span is None:
+        response = FileResponse(handle, content_type="application/octet-stream", headers=common)
+        response.block_size = CHUNK_SIZE
+        response["Content-Disposition"] = disposition
+        response["Content-Length"] = str(size)
+        return response
+    first, last = span
+    response = StreamingHttpResponse(
+        _ranged_chunks(handle, first, last), status=206, content_type="application/octet-stream", headers=common
+    )
+    response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    response["Content-Length"] = str(last - first + 1)
+    response["Content-Disposition"] = disposition
+    return response
+
+
+def _headers_only(response: HttpResponse) -> HttpResponse:
+    """HEAD: the GET answer's status and headers, no body (and the blob handle closed)."""
+    if response.streaming:
+        response.close()
+    head = HttpResponse(status=response.status_code)
+    for name, value in response.items():
+        head[name] = value
+    return head
+
+
+PATH_PARAMETER = OpenApiParameter(
+    "path", OpenApiTypes.STR, OpenApiParameter.PATH, description="the file's path inside the version, as listed"
+)
+DOWNLOAD_DESCRIPTION = (
+    "The file's bytes. `ETag` is its SHA-256; send `If-None-Match` to get 304 when you hold them, "
+    "`Range: bytes=FIRST-[LAST]` (one range) to get 206 with that part, e.g. to resume. With the S3 "
+    "backend the answer is a 302 to a short-lived presigned URL."
+)
+DOWNLOAD_RESPONSES = {
+    (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the whole file"),
+    (206, "application/octet-stream"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="the requested range (`Content-Range`)"
+    ),
+    302: OpenApiResponse(description="S3 backend: a presigned URL to fetch the file from, in `Location`"),
+    304: OpenApiResponse(description="`If-None-Match` names this file's ETag: you hold these bytes"),
+    416: OpenApiResponse(
+        ErrorSerializer,
+        description="range_not_satisfiable: the range starts past the end (`Content-Range: bytes */SIZE`)",
+    ),
+}
+
+
+class _FileListView(APIView):
+    kind = ""
+    pagination_class = None
+
+    def get(self, request, ref):
+        _version, files = _version_files(self.kind, ref)
+        return Response(FileSerializer(files, many=True).data)
+
+
+class _FileDownloadView(APIView):
+    kind = ""
+
+    def perform_content_negotiation(self, request, force=False):
+        # The success answer is raw bytes whatever the client accepts; errors are JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    def get(self, request, ref, path):
+        return _download(request, _version_file(self.kind, ref, path))
+
+    def head(self, request, ref, path):
+        return _headers_only(self.get(request, ref, path))
+
+
+class AdapterFileListView(_FileListView):
+    """The files of an adapter version: path, size and SHA-256 of each (not paginated)."""
+
+    kind = "adapter"
+
+    @extend_schema(responses=FileSerializer(many=True))
+    def get(self, request, ref):
+        return super().get(request, ref)
+
+
+class BaseFileListView(_FileListView):
+    """The files of a base model version: path, size and SHA-256 of each (not paginated)."""
+
+    kind = "base"
+
+    @extend_schema(responses=FileSerializer(many=True))
+    def get(self, request, ref):
+        return super().get(request, ref)
+
+
+class AdapterFileDownloadView(_FileDownloadView):
+    kind = "adapter"
+
+    @extend_schema(parameters=[PATH_PARAMETER], description=DOWNLOAD_DESCRIPTION, responses=DOWNLOAD_RESPONSES)
+    def get(self, request, ref, path):
+        return super().get(request, ref, path)
+
+
+class BaseFileDownloadView(_FileDownloadView):
+    kind = "base"
+
+    @extend_schema(parameters=[PATH_PARAMETER], description=DOWNLOAD_DESCRIPTION, responses=DOWNLOAD_RESPONSES)
+    def get(self, request, ref, path):
+        return super().get(request, ref, path)

@@ -62,6 +62,9 @@ class Version(models.Model):
     parameter_count = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The README.md model card read at ingest (registry/formats/model_card.py): front-matter
+    # fields, warnings and sanitised HTML, so a page view reads no blob. Null: no card.
+    card = models.JSONField(null=True, blank=True)
 
     class Meta:
         abstract = True

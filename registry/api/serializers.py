@@ -45,12 +45,41 @@ class BaseVersionSerializer(serializers.ModelSerializer):
         ]
 
 
-class BaseVersionDetailSerializer(BaseVersionSerializer):
+class ModelCardSerializer(serializers.Serializer):
+    """The README.md front matter read at ingest (registry/formats/model_card.py)."""
+
+    base_model = serializers.ListField(child=serializers.CharField())
+    base_model_relation = serializers.CharField(allow_null=True)
+    license = serializers.CharField(allow_null=True)
+    datasets = serializers.ListField(child=serializers.CharField())
+    tags = serializers.ListField(child=serializers.CharField())
+    library_name = serializers.CharField(allow_null=True)
+
+
+class ModelCardFieldsMixin(serializers.Serializer):
+    card = serializers.SerializerMethodField()
+    card_warnings = serializers.SerializerMethodField()
+
+    @extend_schema_field(ModelCardSerializer(allow_null=True))
+    def get_card(self, version) -> dict | None:
+        if version.card is None:
+            return None
+        fields = version.card.get("fields", {})
+        return {
+            key: fields.get(key, [] if isinstance(value, serializers.ListField) else None)
+            for key, value in ModelCardSerializer().fields.items()
+        }
+
+    def get_card_warnings(self, version) -> list[str]:
+        return list((version.card or {}).get("warnings", []))
+
+
+class BaseVersionDetailSerializer(ModelCardFieldsMixin, BaseVersionSerializer):
     files = FileSerializer(many=True)
     adapter_count = serializers.IntegerField(read_only=True)
 
     class Meta(BaseVersionSerializer.Meta):
-        fields = BaseVersionSerializer.Meta.fields + ["config", "files", "adapter_count"]
+        fields = BaseVersionSerializer.Meta.fields + ["config", "files", "adapter_count", "card", "card_warnings"]
 
 
 class VersionLinkSerializer(serializers.Serializer):
@@ -88,12 +117,12 @@ class AdapterVersionSerializer(serializers.ModelSerializer):
         ]
 
 
-class AdapterVersionDetailSerializer(AdapterVersionSerializer):
+class AdapterVersionDetailSerializer(ModelCardFieldsMixin, AdapterVersionSerializer):
     files = FileSerializer(many=True)
     provenance = ProvenanceSerializer(source="*")
 
     class Meta(AdapterVersionSerializer.Meta):
-        fields = AdapterVersionSerializer.Meta.fields + ["provenance", "config", "files"]
+        fields = AdapterVersionSerializer.Meta.fields + ["provenance", "config", "files", "card", "card_warnings"]
 
 
 class LineageNodeSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ from django.conf import settings
 from registry.errors import InvalidArtifact, UploadRefused
 from registry.formats import files as file_rules
 from registry.formats.manifest import manifest_digest
+from registry.formats.model_card import MAX_CARD_BYTES, ModelCard, read_card
 from registry.formats.peft_config import (
     MAX_ADAPTER_CONFIG_BYTES,
     AdapterConfigSummary,
@@ -62,6 +63,7 @@ class BaseSummary:
     total_bytes: int
     config: dict
     tensor_shapes: dict[str, tuple[int, ...]] = field(repr=False, default_factory=dict)
+    card: ModelCard | None = None
 
 
 @dataclass
@@ -73,6 +75,7 @@ class AdapterSummary:
     total_bytes: int
     dtypes: list[str]
     resolved_patterns: dict = field(default_factory=dict)
+    card: ModelCard | None = None
 
 
 def _check_file_set(files: list[IncomingFile], kind: str) -> dict[str, IncomingFile]:
@@ -118,6 +121,15 @@ def _safetensors_header(incoming: IncomingFile) -> SafetensorsHeader:
     header = read_header(incoming.temp_path, label=incoming.path)
     cross_check_with_safetensors(incoming.temp_path, header, label=incoming.path)
     return header
+
+
+def _model_card(by_path: dict[str, IncomingFile]) -> ModelCard | None:
+    """The README.md model card, read only up to the size that is rendered."""
+    incoming = by_path.get("README.md")
+    if incoming is None:
+        return None
+    with incoming.temp_path.open("rb") as handle:
+        return read_card(handle.read(MAX_CARD_BYTES + 1))
 
 
 def _digest(files: list[IncomingFile]) -> str:
@@ -265,6 +277,7 @@ def validate_base_upload(files: list[IncomingFile]) -> BaseSummary:
         total_bytes=sum(f.size for f in files),
         config=config,
         tensor_shapes={name: t.shape for h in headers.values() for name, t in h.tensors.items()},
+        card=_model_card(by_path),
     )
 
 
@@ -307,4 +320,5 @@ def validate_adapter_upload(files: list[IncomingFile]) -> AdapterSummary:
         parameter_count=header.parameter_count,
         total_bytes=sum(f.size for f in files),
         dtypes=header.dtypes,
+        card=_model_card(by_path),
     )

@@ -19,6 +19,7 @@ from registry.formats.artifact import (
     validate_adapter_upload,
     validate_base_upload,
 )
+from registry.formats.model_card import ModelCard, base_model_warnings
 from registry.formats.strict_json import check_storable
 from registry.models import (
     Adapter,
@@ -123,6 +124,8 @@ def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: Abs
             num_layers=summary.num_layers,
             dtype=summary.dtype,
             config=summary.config,
+            # A base's card names the model it was derived from, not a registered base: no comparison.
+            card=summary.card.stored() if summary.card else None,
             created_by=user,
         )
         _record_blobs(files)
@@ -198,6 +201,13 @@ def _check_existing_matches(existing: AdapterVersion, base_version, parent) -> I
     return IngestResult(existing, created=False)
 
 
+def _adapter_card(card: ModelCard | None, base_version: BaseModelVersion) -> dict | None:
+    if card is None:
+        return None
+    base_model = base_version.base_model
+    return card.stored(base_model_warnings(card.fields, namespace=base_model.namespace, name=base_model.name))
+
+
 def _adapter_version_fields(summary: AdapterSummary) -> dict:
     config = summary.config
     return {
@@ -252,6 +262,7 @@ def adapter_version_ingest(
             base_version=base_version,
             parent=parent,
             created_by=user,
+            card=_adapter_card(summary.card, base_version),
             **_adapter_version_fields(summary),
             **cleaned_provenance,
         )

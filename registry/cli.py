@@ -22,7 +22,12 @@ UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
 
 
 class CliError(Exception):
-    """A failure to report as one line."""
+    """A failure to report as one line; `code` and `status` when the registry gave them."""
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None):
+        super().__init__(" ".join(message.split()))  # one line, whatever the cause said
+        self.code = code
+        self.status = status
 
 
 # --- HTTP ---------------------------------------------------------------------------
@@ -42,33 +47,60 @@ class Registry:
     def request(self, method: str, path: str, **kwargs) -> dict:
         try:
             response = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
+            if self.url.startswith("https://") and "SSL" in str(exc).upper():
+                raise CliError(
+                    f"TLS handshake with {self.url} failed ({exc}); if the registry serves plain HTTP, use http://"
+                ) from None
             raise CliError(f"cannot reach the registry at {self.url}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the registry at {self.url}: {exc.__class__.__name__} {exc}") from None
         return _decoded(response)
 
     def get_version(self, ref: str, kind: str | None = None) -> tuple[str, dict]:
         """Look a reference up as an adapter, then as a base model (unless `kind` says which)."""
-        kinds = [kind] if kind else ["adapters", "bases"]
-        last_error = None
-        for candidate in kinds:
+        if kind:
+            return kind, self.request("GET", f"{kind}/{ref}")
+        try:
+            return "adapters", self.request("GET", f"adapters/{ref}")
+        except CliError as adapter_error:
+            if adapter_error.status != 404 or not adapter_error.code:  # not the registry's "not found"
+                raise
             try:
-                return candidate, self.request("GET", f"{candidate}/{ref}")
-            except CliError as exc:
-                last_error = exc
-        raise last_error
+                return "bases", self.request("GET", f"bases/{ref}")
+            except CliError as base_error:
+                if base_error.status != 404 or not base_error.code:
+                    raise
+            # Neither: say so for the adapter, which is what was asked for first.
+            raise CliError(
+                f"{adapter_error.code}: no adapter version (and no base version) matches {ref!r}",
+                code=adapter_error.code,
+                status=404,
+            ) from None
 
 
 def _decoded(response: httpx.Response) -> dict:
+    """The JSON body of a registry answer; anything else (a wrong path, a proxy's page) is one clear line."""
     try:
         body = response.json()
     except ValueError:
         body = None
+    where = f"{response.request.method} {response.request.url}"
     if response.is_success:
+        if body is None:
+            kind = response.headers.get("content-type", "no content type")
+            raise CliError(f"{where} answered HTTP {response.status_code} with {kind}, not the registry's JSON")
         return body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]
-        raise CliError(f"{error.get('code', 'error')}: {error.get('message', '')} (HTTP {response.status_code})")
-    raise CliError(f"HTTP {response.status_code} from the registry: {response.text[:200]}")
+        code = str(error.get("code", "error"))
+        message = f"{code}: {error.get('message', '')} (HTTP {response.status_code})"
+        raise CliError(message, code=code, status=response.status_code)
+    kind = response.headers.get("content-type", "no content type")
+    raise CliError(
+        f"{where} answered HTTP {response.status_code} with {kind}, not the registry's JSON; is this the registry?",
+        status=response.status_code,
+    )
 
 
 # --- Uploads ---------------------------------------------------------------------------
@@ -312,7 +344,27 @@ def cmd_workers(args, registry: Registry) -> None:
 
 def cmd_show(args, registry: Registry) -> None:
     kind, body = registry.get_version(args.ref, "bases" if args.base else None)
-    _emit(args, kind, body)
+    checks = registry.request("GET", f"adapters/{body['id']}/checks") if kind == "adapters" else None
+    if args.json:
+        print(json.dumps({**body, "checks": checks} if checks else body, indent=2))
+        return
+    _print_version(kind, body)
+    print(f"  pushed:  {body.get('created_at', '?')} by {body.get('created_by') or 'unknown'}")
+    if kind == "adapters":
+        _print_provenance(body.get("provenance") or {})
+        if body.get("status_reason"):
+            print(f"  reason:  {body['status_reason']}")
+        _print_checks(checks)
+
+
+def _print_provenance(provenance: dict) -> None:
+    shown = {key: value for key, value in provenance.items() if value not in ("", None, {}, [])}
+    if not shown:
+        print("  provenance: none recorded")
+        return
+    for key, value in shown.items():
+        text = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
+        print(f"  {key}: {text}")
 
 
 def cmd_ls(args, registry: Registry) -> None:
@@ -324,6 +376,7 @@ def cmd_ls(args, registry: Registry) -> None:
             "name": args.name,
             "namespace": args.namespace,
             "status": args.status,
+            "created_by": args.created_by,
             "page_size": args.limit,
         }.items()
         if v
@@ -332,13 +385,26 @@ def cmd_ls(args, registry: Registry) -> None:
     if args.json:
         print(json.dumps(body["results"], indent=2))
         return
+    if not body["results"]:
+        print("no versions match", file=sys.stderr)
+        return
+    detail_header = "BASE / RANK" if kind == "adapters" else "ARCHITECTURE / PARAMETERS"
+    print(f"{'VERSION':<40} {'STATUS':<9} {'PUSHED (UTC)':<17} {'BY':<12} {detail_header}")
     for row in body["results"]:
         detail = (
-            f"base={row['base']['ref']} r={row['r']}"
+            f"{row['base']['ref']} r={row['r']}"
             if kind == "adapters"
-            else f"{row['architecture']} {row['parameter_count']:,} params"
+            else f"{row['architecture']} {row['parameter_count']:,}"
         )
-        print(f"{row['ref']:<40} {row['status']:<9} {detail}")
+        pushed = _utc_minutes(row.get("created_at"))
+        print(f"{row['ref']:<40} {row['status']:<9} {pushed:<17} {row.get('created_by') or '-':<12} {detail}")
+    if body.get("next"):
+        print(f"(first {len(body['results'])}; raise --limit, up to 200, or narrow the filters)", file=sys.stderr)
+
+
+def _utc_minutes(timestamp: str | None) -> str:
+    """An API timestamp (RFC 3339, UTC) as 'YYYY-MM-DD HH:MM'."""
+    return timestamp[:16].replace("T", " ") if timestamp else "-"
 
 
 def cmd_token_rotate(args, registry: Registry) -> None:
@@ -369,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     push_base = commands.add_parser("push-base", help="push a base model directory (Hugging Face layout)")
-    push_base.add_argument("directory")
+    push_base.add_argument("directory", help="config.json, *.safetensors (+ index), tokenizer and generation files")
     push_base.add_argument("--name", required=True, help="namespace/name")
     push_base.set_defaults(handler=cmd_push_base)
 
@@ -388,48 +454,72 @@ def build_parser() -> argparse.ArgumentParser:
     push.set_defaults(handler=cmd_push)
 
     show = commands.add_parser("show", help="show one version (adapter, else base model)")
-    show.add_argument("ref")
+    show.add_argument("ref", help="namespace/name:vN, namespace/name@sha256:<hex>, an alias (:production) or a UUID")
     show.add_argument("--base", action="store_true", help="look the reference up as a base model only")
     show.set_defaults(handler=cmd_show)
 
     wait = commands.add_parser("wait", help="wait for checks and evaluations; exit 1 on rejection")
-    wait.add_argument("ref")
-    wait.add_argument("--timeout", type=float, default=1800)
-    wait.add_argument("--interval", type=float, default=2)
+    wait.add_argument("ref", help="the adapter version (any reference)")
+    wait.add_argument("--timeout", type=float, default=1800, help="give up (exit 1) after this many seconds (1800)")
+    wait.add_argument("--interval", type=float, default=2, help="seconds between polls (2)")
     wait.set_defaults(handler=cmd_wait)
 
     evaluate = commands.add_parser("evaluate", help="evaluate an adapter version on a suite now")
-    evaluate.add_argument("ref")
-    evaluate.add_argument("--suite", required=True)
+    evaluate.add_argument("ref", help="the adapter version (any reference)")
+    evaluate.add_argument("--suite", required=True, help="the suite version, e.g. acme/support-eval:v1")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     suite = commands.add_parser("suite", help="evaluation suites").add_subparsers(dest="suite_command", required=True)
     suite_push = suite.add_parser("push", help="register a JSONL suite")
-    suite_push.add_argument("file")
-    suite_push.add_argument("--name", required=True)
-    suite_push.add_argument("--task-type", required=True, choices=["causal_lm", "classification", "exact_match"])
+    suite_push.add_argument("file", help="JSONL: {text} lines, {text, label} or {prompt, answer}")
+    suite_push.add_argument("--name", required=True, help="namespace/name")
+    suite_push.add_argument(
+        "--task-type",
+        required=True,
+        choices=["causal_lm", "classification", "exact_match"],
+        help="what the suite measures: loss and perplexity, accuracy and macro F1, or exact match",
+    )
     suite_push.set_defaults(handler=cmd_suite_push)
     suite_attach = suite.add_parser("attach", help="run a suite for every new version of an adapter name")
-    suite_attach.add_argument("suite")
-    suite_attach.add_argument("--adapter", required=True)
+    suite_attach.add_argument("suite", help="the suite version, e.g. acme/support-eval:v1")
+    suite_attach.add_argument(
+        "--adapter", required=True, help="the adapter name (namespace/name) whose new versions run it"
+    )
     suite_attach.set_defaults(handler=cmd_suite_attach)
 
     workers = commands.add_parser("workers", help="list workers and what they hold resident")
     workers.set_defaults(handler=cmd_workers)
 
     ls = commands.add_parser("ls", help="list adapter versions (or base versions with --bases)")
-    ls.add_argument("--bases", action="store_true")
-    ls.add_argument("--base", help="only adapters on this base version")
-    ls.add_argument("--name")
-    ls.add_argument("--namespace")
-    ls.add_argument("--status")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--bases", action="store_true", help="list base model versions instead of adapters")
+    ls.add_argument("--base", help="only adapters on this base version (any reference)")
+    ls.add_argument("--name", help="only versions of this name (without the namespace)")
+    ls.add_argument("--namespace", help="only versions in this namespace")
+    ls.add_argument(
+        "--status", choices=["received", "checking", "ready", "rejected"], help="only versions in this state"
+    )
+    ls.add_argument("--created-by", help="only versions pushed by this user")
+    ls.add_argument("--limit", type=int, default=50, help="how many, newest first (50; at most 200)")
     ls.set_defaults(handler=cmd_ls)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     token_rotate = token.add_parser("rotate", help="replace the current token with a new one (printed)")
     token_rotate.set_defaults(handler=cmd_token_rotate)
+    _accept_json_anywhere(parser)
     return parser
+
+
+def _accept_json_anywhere(parser: argparse.ArgumentParser) -> None:
+    """`adapterctl show REF --json` as well as `adapterctl --json show REF`: every subcommand
+    takes --json too, defaulting to SUPPRESS so that it never resets the global flag."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in set(action.choices.values()):
+                if not any(a.dest == "json" for a in subparser._actions):
+                    subparser.add_argument(
+                        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+                    )
+                _accept_json_anywhere(subparser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -414,6 +414,16 @@ def cmd_token_rotate(args, registry: Registry) -> None:
     print("adapterctl: the old token no longer works; use the new one", file=sys.stderr)
 
 
+def cmd_pull(args, registry: Registry) -> None:
+    from registry import pull  # download and verify: registry/pull.py
+
+    try:
+        result = pull.run(args, registry)
+    except pull.PullError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result, indent=2) if args.json else pull.summary_line(result))
+
+
 def _emit(args, kind: str, body: dict) -> None:
     if args.json:
         print(json.dumps(body, indent=2))
@@ -505,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     token_rotate = token.add_parser("rotate", help="replace the current token with a new one (printed)")
     token_rotate.set_defaults(handler=cmd_token_rotate)
+
+    from registry import pull
+
+    pull.add_parser(commands).set_defaults(handler=cmd_pull)
     _accept_json_anywhere(parser)
     return parser
 

@@ -14,6 +14,11 @@ urlpatterns = [
     path("adapters/", views.adapter_list, name="adapter-list"),
     path("adapters/upload/", views.adapter_upload, name="adapter-upload"),
     path("adapters/<str:namespace>/<str:name>/v<int:number>/", views.adapter_detail, name="adapter-detail"),
+    path(
+        "adapters/<str:namespace>/<str:name>/v<int:number>/evaluate",
+        views.adapter_evaluate_action,
+        name="adapter-evaluate",
+    ),
     path("workers/", views.worker_list, name="workers"),
     path("jobs/<uuid:job_id>/redispatch", views.job_redispatch_action, name="job-redispatch"),
     path("jobs/<uuid:job_id>/cancel", views.job_cancel_action, name="job-cancel"),

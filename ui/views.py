@@ -9,15 +9,21 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from registry import selectors
 from registry.api.tokens import login_locked_out_response
 from registry.errors import RegistryError
-from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
+from registry.metrics_display import metric_rows, run_facts, significant
+from registry.models import AdapterVersion, BaseModel, BaseModelVersion, EvaluationSuite, Job, Status
+from registry.refs import parse_ref
 from registry.roles import can_push, is_admin
+from registry.services.checks import adapter_version_evaluate
 from registry.services.jobs import job_cancel, job_redispatch
+from registry.services.suites import evaluation_suite_get, suite_misfit
 from ui.lineage import lineage_svg
 
 PAGE_SIZE = 25
@@ -180,39 +186,59 @@ def adapter_list(request):
     return _render(request, "ui/adapter_list.html", context, "results")
 
 
-NON_METRIC_KEYS = {"examples", "examples_per_second", "tokens"}
+def _reference_of(result: dict) -> dict | None:
+    """Which version the evaluation compared with and why (a bare ref in results recorded before the reason)."""
+    reference = result.get("reference")
+    if isinstance(reference, str):
+        return {"ref": reference, "reason": "", "compared": True}
+    return reference
 
 
-def _evaluation_rows(job) -> list[dict]:
-    """One row per metric: adapter, base and reference values with the adapter's deltas."""
-    metrics = job.result.get("metrics", {})
-    adapter, base, reference = metrics.get("adapter", {}), metrics.get("base", {}), metrics.get("reference") or {}
-    rows = []
-    for key, value in adapter.items():
-        if key in NON_METRIC_KEYS:
-            continue
-        rows.append(
-            {
-                "metric": key,
-                "adapter": value,
-                "base": base.get(key),
-                "delta_base": round(value - base[key], 6) if key in base else None,
-                "reference": reference.get(key),
-                "delta_reference": round(value - reference[key], 6) if key in reference else None,
-            }
-        )
-    return rows
+def _evaluation(job) -> dict:
+    result = (job.result or {}) if job.state == Job.State.SUCCEEDED else {}
+    metrics = result.get("metrics", {})
+    return {
+        "job": job,
+        "rows": metric_rows(metrics),
+        "facts": run_facts(metrics),
+        "reference": _reference_of(result),
+        "notes": result.get("notes", []),
+    }
+
+
+def _readable_details(details: dict) -> list[tuple[str, list[str]]]:
+    """Check details as labelled values a person reads: lists item by item, numbers to 4 digits."""
+    items = []
+    for key, value in (details or {}).items():
+        values = value if isinstance(value, list) else [value]
+        shown = [significant(v) if isinstance(v, float) or v is None else str(v) for v in values]
+        items.append((key.replace("_", " ").capitalize(), shown or ["—"]))
+    return items
 
 
 def _checks_context(version) -> dict:
     jobs = list(selectors.jobs_of(version))
-    evaluations = [
-        {"job": job, "rows": _evaluation_rows(job) if job.state == Job.State.SUCCEEDED else []}
-        for job in jobs
-        if job.kind == Job.Kind.EVALUATION
-    ]
+    evaluations = [_evaluation(job) for job in jobs if job.kind == Job.Kind.EVALUATION]
     pending = any(job.state in (Job.State.QUEUED, Job.State.RUNNING) for job in jobs)
-    return {"checks": list(version.checks.all()), "jobs": jobs, "evaluations": evaluations, "pending": pending}
+    checks = [(check, _readable_details(check.details)) for check in version.checks.all()]
+    return {"checks": checks, "jobs": jobs, "evaluations": evaluations, "pending": pending}
+
+
+def _version_context(version) -> dict:
+    """What the status badge, lineage and versions table show; sent again when checks finish."""
+    return {
+        "version": version,
+        "history": version.adapter.versions.select_related("base_version__base_model").order_by("-number"),
+        "lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id),
+    }
+
+
+def _suite_choices(request, version) -> list:
+    """Suites an engineer may run on this version (those its base can run), for the picker."""
+    if not can_push(request.user):
+        return []
+    suites = EvaluationSuite.objects.order_by("namespace", "name", "-number")
+    return [suite for suite in suites if not suite_misfit(suite, version)]
 
 
 @require_GET
@@ -222,20 +248,37 @@ def adapter_detail(request, namespace: str, name: str, number: int):
     checks = _checks_context(version)
     if _wants_fragment(request):
         # Live progress: polled while jobs run; 286 tells htmx to stop once none is pending.
-        response = render(request, "ui/adapter_detail.html#checks", {"version": version, **checks})
+        # The badge, lineage and versions table come along out of band, so they change with it.
+        context = {**_version_context(version), **checks, "oob": True}
+        response = render(request, "ui/adapter_detail.html#checks", context)
         if not checks["pending"]:
             response.status_code = HttpResponseStopPolling.status_code
         return response
-    lineage = selectors.adapter_version_lineage(version)
     context = {
-        "version": version,
+        **_version_context(version),
         "files": list(version.files.select_related("blob")),
-        "history": version.adapter.versions.select_related("base_version__base_model").order_by("-number"),
         "children": version.children.select_related("adapter").order_by("created_at"),
-        "lineage_svg": lineage_svg(lineage, current_id=version.id),
+        "suites": _suite_choices(request, version),
         **checks,
     }
     return render(request, "ui/adapter_detail.html", context)
+
+
+@require_POST
+@login_required
+def adapter_evaluate_action(request, namespace: str, name: str, number: int):
+    """The version page's suite picker: the same service as POST /api/v1/adapters/<ref>/evaluations."""
+    if not can_push(request.user):
+        raise PermissionDenied("starting an evaluation needs the engineer or admin role")
+    version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    try:
+        suite = evaluation_suite_get(request.POST.get("suite", ""))
+        adapter_version_evaluate(version=version, suite=suite)
+    except RegistryError as error:
+        messages.error(request, f"{error.message} ({error.code})")
+    else:
+        messages.success(request, f"Evaluation on {suite.ref} queued; results appear below.")
+    return redirect("ui:adapter-detail", namespace, name, number)
 
 
 @login_required
@@ -258,14 +301,40 @@ JOBS_SHOWN = 100
 @login_required
 def worker_list(request):
     waiting = list(selectors.jobs_waiting()[: JOBS_SHOWN + 1])
+    workers = list(selectors.worker_list())
+    for worker in workers:
+        worker.resident_adapters = _resident_adapters(worker.resident or {})
     context = {
-        "workers": selectors.worker_list(),
+        "workers": workers,
+        "now": timezone.now(),
         "queued": Job.objects.filter(state=Job.State.QUEUED).count(),
         "jobs": waiting[:JOBS_SHOWN],
         "more_jobs": len(waiting) > JOBS_SHOWN,
         "can_operate": is_admin(request.user),
     }
     return _render(request, "ui/workers.html", context, "table")
+
+
+def _resident_adapters(resident: dict) -> list[dict]:
+    """The worker's attached adapters (its heartbeat's snapshot) with a page link and the base each sits on."""
+    bases = {base.get("id"): base for base in resident.get("bases", [])}
+    adapters = []
+    for adapter in resident.get("adapters", []):
+        base = bases.get(adapter.get("base"), {})
+        try:
+            ref = parse_ref(adapter.get("ref", ""))
+            url = reverse("ui:adapter-detail", args=[ref.namespace, ref.name, ref.number]) if ref.number else None
+        except RegistryError:  # a snapshot from an older worker: show the text, without a link
+            url = None
+        adapters.append(
+            {
+                "ref": adapter.get("ref"),
+                "url": url,
+                "base": base.get("ref"),
+                "head": (base.get("head") or "").replace("_", " "),
+            }
+        )
+    return adapters
 
 
 def _job_for_admin(request, job_id) -> Job:

@@ -55,6 +55,7 @@ class Registry:
             raise CliError(f"cannot reach the registry at {self.url}: {exc}") from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the registry at {self.url}: {exc.__class__.__name__} {exc}") from None
+        self.last_status = response.status_code  # 200 vs 201: push says whether it registered anything
         return _decoded(response)
 
     def get_version(self, ref: str, kind: str | None = None) -> tuple[str, dict]:
@@ -246,6 +247,8 @@ def cmd_push(args, registry: Registry) -> None:
         if provenance:
             fields["provenance"] = json.dumps(provenance)
         body = _upload(registry, "adapters/", directory, fields, args.progress)
+    if registry.last_status == 200:  # the same files are already a version: nothing new, not an error
+        print(f"already registered as {body['ref']}", file=sys.stderr if args.json else sys.stdout)
     _emit(args, "adapters", body)
 
 

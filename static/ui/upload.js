@@ -55,9 +55,17 @@
     request.addEventListener("load", () => {
       let body = null;
       try { body = JSON.parse(request.responseText); } catch (e) { /* not JSON */ }
-      if (request.status === 200 || request.status === 201) {
-        statusLine.textContent = request.status === 201 ? "Registered." : "Already registered: same files.";
-        window.location.assign(`${form.dataset.pagePrefix}${body.namespace}/${body.name}/v${body.number}/`);
+      const page = body ? `${form.dataset.pagePrefix}${body.namespace}/${body.name}/v${body.number}/` : "";
+      if (request.status === 201) {
+        statusLine.textContent = "Registered.";
+        window.location.assign(page);
+      } else if (request.status === 200) {
+        // The same files are already a version (the API answers 200, not 201): say which, stay here.
+        progress.hidden = true;
+        const link = document.createElement("a");
+        link.href = page;
+        link.textContent = body.ref;
+        statusLine.replaceChildren("Already registered as ", link, " (the same files); nothing new was stored.");
       } else if (body && body.error) {
         showError(`${body.error.code}: ${body.error.message}`);
       } else {

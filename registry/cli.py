@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from registry.metrics_display import direction, summary_line  # Django-free, like this client
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILURE = 1
 UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
@@ -290,15 +292,14 @@ def _print_checks(body: dict) -> None:
     for job in body["jobs"]:
         if job["kind"] != "evaluation" or job["state"] != "succeeded":
             continue
-        metrics = job["result"]["metrics"]
-        for subject in ("adapter", "base", "reference"):
-            if metrics.get(subject):
-                shown = ", ".join(
-                    f"{k}={v}"
-                    for k, v in metrics[subject].items()
-                    if k not in ("examples", "examples_per_second", "tokens")
-                )
-                print(f"eval {job['suite']} {subject}: {shown}")
+        result = job["result"]
+        reference = result.get("reference")
+        if isinstance(reference, dict):
+            print(f"eval {job['suite']} reference: {reference['ref'] or '—'} ({reference['reason']})")
+        # Direction, 4 significant digits and deltas as the version page shows them (registry.metrics_display).
+        for metric in result["metrics"].get("adapter") or {}:
+            if direction(metric):
+                print(f"eval {job['suite']} {summary_line(metric, result['metrics'])}")
 
 
 def cmd_suite_push(args, registry: Registry) -> None:

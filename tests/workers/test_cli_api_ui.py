@@ -50,9 +50,8 @@ def test_push_wait_and_inspect_the_pool(pool, live_server, alice, zoo, tmp_path,
     waited = cli(live_server, token, "wait", "acme/bot:v2")
     assert waited.returncode == 0, waited.stderr
     assert "check dynamic: pass" in waited.stdout
-    assert (
-        "eval acme/corpus:v1 reference: loss=" in waited.stdout and "eval acme/corpus:v1 base: loss=" in waited.stdout
-    )
+    assert "eval acme/corpus:v1 reference: acme/bot:v1 (newest earlier ready version)" in waited.stdout
+    assert "eval acme/corpus:v1 Loss (lower is better) " in waited.stdout and "(base " in waited.stdout
 
     broken = zoo.copy("adapter-attention", tmp_path / "nan")
     weights = load_file(str(broken / "adapter_model.safetensors"))

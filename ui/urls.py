@@ -11,9 +11,21 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("bases/", views.base_list, name="base-list"),
     path("bases/<str:namespace>/<str:name>/v<int:number>/", views.base_detail, name="base-detail"),
+    path(
+        "bases/<str:namespace>/<str:name>/v<int:number>/files/<path:path>",
+        views.version_file,
+        {"kind": "base"},
+        name="base-file",
+    ),
     path("adapters/", views.adapter_list, name="adapter-list"),
     path("adapters/upload/", views.adapter_upload, name="adapter-upload"),
     path("adapters/<str:namespace>/<str:name>/v<int:number>/", views.adapter_detail, name="adapter-detail"),
+    path(
+        "adapters/<str:namespace>/<str:name>/v<int:number>/files/<path:path>",
+        views.version_file,
+        {"kind": "adapter"},
+        name="adapter-file",
+    ),
     path(
         "adapters/<str:namespace>/<str:name>/v<int:number>/evaluate",
         views.adapter_evaluate_action,

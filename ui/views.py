@@ -389,3 +389,52 @@ def login_locked_out(request, original_response, credentials):
     response = render(request, "registration/locked_out.html", context, status=429)
     response["Retry-After"] = str(retry_after)
     return response
+
+
+# --- A version's files ---------------------------------------------------------------
+
+# Config files are shown whole or not at all: past this size the page says to download them.
+FILE_VIEW_MAX_BYTES = 256 * 1024
+
+
+@require_GET
+@login_required
+def version_file(request, kind: str, namespace: str, name: str, number: int, path: str):
+    """A config file of a version, pretty-printed JSON (escaped by the template), with its download link."""
+    from ui.templatetags.version_files import file_download_url, is_viewable
+
+    resolve = selectors.base_version_get if kind == "base" else selectors.adapter_version_get
+    version = _version_or_404(resolve, namespace, name, number)
+    file = version.files.select_related("blob").filter(path=path).first() if "\x00" not in path else None
+    if file is None or not is_viewable(path):
+        raise Http404(f"{version.ref} has no viewable file {path!r}")
+    too_large = file.size > FILE_VIEW_MAX_BYTES
+    content = "" if too_large else _pretty_json(_blob_text(file.sha256))
+    detail = "ui:base-detail" if kind == "base" else "ui:adapter-detail"
+    context = {
+        "version": version,
+        "file": file,
+        "path": path,
+        "content": content,
+        "too_large": too_large,
+        "max_bytes": FILE_VIEW_MAX_BYTES,
+        "download_url": file_download_url(version, file),
+        "version_url": reverse(detail, args=[namespace, name, number]),
+    }
+    return render(request, "ui/file_view.html", context)
+
+
+def _blob_text(sha256: str) -> str:
+    from registry.storage import get_blob_store
+
+    with get_blob_store().open(sha256) as handle:
+        return handle.read(FILE_VIEW_MAX_BYTES + 1).decode("utf-8", errors="replace")
+
+
+def _pretty_json(text: str) -> str:
+    import json
+
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text  # shown as stored (escaped), rather than hidden

@@ -187,13 +187,22 @@ class AdapterUploadSerializer(BaseUploadSerializer):
     )
 
 
-class QueryIntegerField(serializers.IntegerField):
-    """An integer query filter. DRF reads `?r=` as "not given"; the schema says an integer, so it is refused."""
+class EmptyIsInvalidMixin:
+    """A typed query filter. DRF reads `?r=` as "not given"; the schema says an integer (or a time),
+    so an empty value is refused like any other invalid one."""
 
     def get_value(self, dictionary):
         if dictionary.get(self.field_name) == "":
             return ""
         return super().get_value(dictionary)
+
+
+class QueryIntegerField(EmptyIsInvalidMixin, serializers.IntegerField):
+    pass
+
+
+class QueryDateTimeField(EmptyIsInvalidMixin, serializers.DateTimeField):
+    pass
 
 
 PAGINATION_PARAMETERS = ("cursor", "page_size")
@@ -225,8 +234,8 @@ class NoFilterSerializer(ListFilterSerializer):
 
 class CreatedFilterMixin(serializers.Serializer):
     created_by = TextField(required=False, allow_blank=True, help_text="username of who pushed it")
-    created_after = serializers.DateTimeField(required=False, help_text="pushed at or after (RFC 3339)")
-    created_before = serializers.DateTimeField(required=False, help_text="pushed before (RFC 3339)")
+    created_after = QueryDateTimeField(required=False, help_text="pushed at or after (RFC 3339)")
+    created_before = QueryDateTimeField(required=False, help_text="pushed before (RFC 3339)")
 
 
 class AdapterListFilterSerializer(CreatedFilterMixin, ListFilterSerializer):

@@ -61,8 +61,9 @@ def test_it_filters_by_who_pushed_and_when(bob_client, pushed):
     assert bob_client.get("/api/v1/bases/", {"created_after": cutoff}).json()["results"] == []
 
 
-def test_a_bad_date_is_a_validation_error(bob_client, db):
-    response = bob_client.get("/api/v1/adapters/", {"created_after": "yesterday"})
+@pytest.mark.parametrize("value", ["yesterday", ""])
+def test_a_bad_or_empty_date_is_a_validation_error(bob_client, db, value):
+    response = bob_client.get("/api/v1/adapters/", {"created_after": value})
     assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
 
 

@@ -1,0 +1,92 @@
+"""Phone-sized windows (390 x 844) in Chromium: no page scrolls sideways, and nothing is hidden.
+Wide tables scroll inside their own box; evaluation deltas, check details and worker memory stay."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from registry import roles
+from registry.models import Job, Worker
+from tests.ui.test_browser import catalogue, sign_in  # noqa: F401  (fixture)
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def phone(browser):
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def evaluated(catalogue):  # noqa: F811
+    """An evaluation result on the root adapter, shaped as the evaluation runner records it."""
+    version = catalogue["root"]
+    now = timezone.now()
+    Job.objects.create(
+        kind=Job.Kind.EVALUATION,
+        adapter_version=version,
+        state=Job.State.SUCCEEDED,
+        started_at=now,
+        finished_at=now,
+        ran_on="w1@host",
+        result={
+            "task_type": "causal_lm",
+            "device": "cpu",
+            "seed": 1234,
+            "duration_seconds": 1.25,
+            "metrics": {
+                "adapter": {"loss": 2.3456789, "perplexity": 10.44, "examples": 12},
+                "base": {"loss": 2.5, "perplexity": 12.18, "examples": 12},
+                "reference": None,
+            },
+            "reference": None,
+        },
+    )
+    Worker.objects.create(
+        hostname="w1@host",
+        direct_queue="worker.w1@host",
+        queues=["gpu", "cpu"],
+        device_type="cpu",
+        host_memory_available=8 * 1024**3,
+        last_heartbeat_at=now,
+    )
+    erin = catalogue["root"].created_by
+    erin.groups.add(Group.objects.get_or_create(name=roles.ADMIN)[0])
+    return version
+
+
+def page_overflow(page) -> int:
+    """How many pixels the page is wider than the window (0: no sideways scrolling)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_no_main_page_scrolls_sideways_and_deltas_stay_visible(phone, live_server, evaluated, catalogue):  # noqa: F811
+    sign_in(phone, live_server)
+    base = catalogue["base"]
+    pages = {
+        "adapters": "/adapters/",
+        "bases": "/bases/",
+        "workers": "/workers/",
+        "upload": "/adapters/upload/",
+        "adapter": f"/adapters/{evaluated.adapter.namespace}/{evaluated.adapter.name}/v{evaluated.number}/",
+        "base": f"/bases/{base.base_model.namespace}/{base.base_model.name}/v{base.number}/",
+    }
+    for name, path in pages.items():
+        phone.goto(f"{live_server.url}{path}")
+        assert page_overflow(phone) <= 0, f"{name} page scrolls sideways at 390 px"
+
+    phone.goto(f"{live_server.url}{pages['adapter']}")
+    delta = phone.locator("table.evaluation .delta").first
+    assert delta.is_visible() and "better" in delta.inner_text()
+    assert phone.locator("#checks dl.details").first.is_visible()  # check details, not hidden
+    digest = phone.locator("dl.identity code.digest")
+    assert digest.evaluate("el => el.scrollWidth > el.clientWidth")  # cut with an ellipsis...
+    assert digest.get_attribute("title").startswith("sha256:")  # ...the whole value in the title
+
+    phone.goto(f"{live_server.url}/workers/")
+    memory = phone.locator("#results table.list td.num").nth(1)
+    assert memory.is_visible() and "GiB" in memory.inner_text()

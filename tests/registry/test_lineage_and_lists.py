@@ -90,7 +90,7 @@ def test_list_rows_match_the_detail_representation(alice_client, family):
     for row in alice_client.get("/api/v1/adapters/").json()["results"]:
         detail = alice_client.get(f"/api/v1/adapters/{row['id']}").json()
         assert row == {key: detail[key] for key in row}
-        assert set(detail) - set(row) == {"provenance", "config", "files"}
+        assert set(detail) - set(row) == {"provenance", "config", "files", "card", "card_warnings"}  # detail only
     row = alice_client.get("/api/v1/bases/").json()["results"][0]
     detail = alice_client.get(f"/api/v1/bases/{row['id']}").json()
     assert row == {key: detail[key] for key in row}

@@ -73,7 +73,8 @@ ERROR_DESCRIPTIONS = {
     409: "The request conflicts with what is already recorded.",
     413: "The upload, or one of its files, is larger than the configured limit.",
     415: "The request body's media type is not the one this operation reads.",
-    422: "The files were read and refused: they are not a valid artifact of this kind.",
+    422: "Read and refused: the files are not a valid artifact of this kind, or (suite_incompatible) "
+    "the suite cannot run on this adapter's base.",
     429: "Too many attempts; wait for the time in `Retry-After`.",
     503: "A service the registry depends on (the broker) did not answer; try again later.",
 }

@@ -3,32 +3,16 @@
 import hashlib
 import json
 
-import pytest
 from rest_framework.test import APIClient
 
 from registry.models import AdapterAlias, AdapterVersion
-from tests.helpers import directory_files, upload
-
-
-@pytest.fixture
-def pushed(alice_client, zoo):
-    """One base and one adapter version, pushed through the API like a user would."""
-    base = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
-    adapter = upload(
-        alice_client,
-        "/api/v1/adapters/",
-        {"name": "acme/bot", "base": "acme/llama:v1"},
-        directory_files(zoo.adapters["attention"]),
-    )
-    assert (base.status_code, adapter.status_code) == (201, 201)
-    return base.json(), adapter.json()
 
 
 def _body(response) -> bytes:
     return b"".join(response.streaming_content) if response.streaming else response.content
 
 
-def test_whole_file_has_its_sha256_as_etag_and_the_registered_bytes(bob_client, pushed, zoo):
+def test_whole_file_has_its_sha256_as_etag_and_the_registered_bytes(bob_client, api_pushed, zoo):
     expected = (zoo.adapters["attention"] / "adapter_model.safetensors").read_bytes()
     response = bob_client.get("/api/v1/adapters/acme/bot:v1/files/adapter_model.safetensors")
     assert response.status_code == 200
@@ -40,8 +24,8 @@ def test_whole_file_has_its_sha256_as_etag_and_the_registered_bytes(bob_client, 
     assert response["Content-Disposition"] == 'attachment; filename="adapter_model.safetensors"'
 
 
-def test_listing_gives_path_size_and_sha256(bob_client, pushed, zoo):
-    _base, adapter = pushed
+def test_listing_gives_path_size_and_sha256(bob_client, api_pushed, zoo):
+    _base, adapter = api_pushed
     response = bob_client.get("/api/v1/adapters/acme/bot:v1/files")
     assert response.status_code == 200
     listed = response.json()
@@ -53,7 +37,7 @@ def test_listing_gives_path_size_and_sha256(bob_client, pushed, zoo):
     assert listed == adapter["files"]
 
 
-def test_a_range_gives_206_with_that_part(bob_client, pushed, zoo):
+def test_a_range_gives_206_with_that_part(bob_client, api_pushed, zoo):
     expected = (zoo.adapters["attention"] / "adapter_model.safetensors").read_bytes()
     url = "/api/v1/adapters/acme/bot:v1/files/adapter_model.safetensors"
     response = bob_client.get(url, HTTP_RANGE="bytes=10-99")
@@ -78,7 +62,7 @@ def test_a_range_gives_206_with_that_part(bob_client, pushed, zoo):
     assert stale.status_code == 200 and _body(stale) == expected
 
 
-def test_a_range_past_the_end_is_416_with_the_error_shape(bob_client, pushed, zoo):
+def test_a_range_past_the_end_is_416_with_the_error_shape(bob_client, api_pushed, zoo):
     size = (zoo.adapters["attention"] / "adapter_model.safetensors").stat().st_size
     response = bob_client.get(
         "/api/v1/adapters/acme/bot:v1/files/adapter_model.safetensors", HTTP_RANGE=f"bytes={size}-"
@@ -88,7 +72,7 @@ def test_a_range_past_the_end_is_416_with_the_error_shape(bob_client, pushed, zo
     assert response["Content-Range"] == f"bytes */{size}"
 
 
-def test_if_none_match_with_the_etag_is_304(bob_client, pushed):
+def test_if_none_match_with_the_etag_is_304(bob_client, api_pushed):
     url = "/api/v1/adapters/acme/bot:v1/files/adapter_config.json"
     etag = bob_client.get(url)["ETag"]
     assert bob_client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
@@ -96,7 +80,7 @@ def test_if_none_match_with_the_etag_is_304(bob_client, pushed):
     assert bob_client.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
 
 
-def test_head_gives_the_headers_without_the_bytes(bob_client, pushed, zoo):
+def test_head_gives_the_headers_without_the_bytes(bob_client, api_pushed, zoo):
     size = (zoo.adapters["attention"] / "adapter_model.safetensors").stat().st_size
     response = bob_client.head("/api/v1/adapters/acme/bot:v1/files/adapter_model.safetensors")
     assert response.status_code == 200
@@ -104,13 +88,13 @@ def test_head_gives_the_headers_without_the_bytes(bob_client, pushed, zoo):
     assert response["ETag"].startswith('"')
 
 
-def test_without_credentials_it_is_401(pushed):
+def test_without_credentials_it_is_401(api_pushed):
     anonymous = APIClient()
     assert anonymous.get("/api/v1/adapters/acme/bot:v1/files/adapter_config.json").status_code == 401
     assert anonymous.get("/api/v1/adapters/acme/bot:v1/files").status_code == 401
 
 
-def test_an_unknown_path_is_404_file_not_found(bob_client, pushed):
+def test_an_unknown_path_is_404_file_not_found(bob_client, api_pushed):
     for path in ("missing.bin", "adapter_config.json/extra", "%00", "files/adapter_config.json"):
         response = bob_client.get(f"/api/v1/adapters/acme/bot:v1/files/{path}")
         assert response.status_code == 404, path
@@ -119,8 +103,8 @@ def test_an_unknown_path_is_404_file_not_found(bob_client, pushed):
     assert unknown_version.json()["error"]["code"] == "adapter_not_found"
 
 
-def test_every_reference_form_resolves(bob_client, pushed):
-    _base, adapter = pushed
+def test_every_reference_form_resolves(bob_client, api_pushed):
+    _base, adapter = api_pushed
     version = AdapterVersion.objects.get(id=adapter["id"])
     AdapterAlias.objects.create(adapter=version.adapter, name="production", version=version)
     expected = json.dumps(json.loads(_body(bob_client.get("/api/v1/adapters/acme/bot:v1/files/adapter_config.json"))))
@@ -137,8 +121,8 @@ def test_every_reference_form_resolves(bob_client, pushed):
         assert bob_client.get(f"/api/v1/adapters/{ref}/files").status_code == 200, ref
 
 
-def test_base_files_download_too(bob_client, pushed, zoo):
-    base, _adapter = pushed
+def test_base_files_download_too(bob_client, api_pushed, zoo):
+    base, _adapter = api_pushed
     listed = bob_client.get(f"/api/v1/bases/{base['id']}/files").json()
     assert {row["path"] for row in listed} == {p.name for p in zoo.llama.iterdir() if p.is_file()}
     for row in listed:

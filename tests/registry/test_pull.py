@@ -11,7 +11,7 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from registry.storage import blob_name
-from tests.helpers import directory_files, upload
+from tests.helpers import directory_files, upload  # noqa: F401
 
 
 @pytest.fixture
@@ -32,25 +32,12 @@ def run(live_server, alice, alice_client):
     return run_cli
 
 
-@pytest.fixture
-def pushed(alice_client, zoo):
-    base = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
-    adapter = upload(
-        alice_client,
-        "/api/v1/adapters/",
-        {"name": "acme/bot", "base": "acme/llama:v1"},
-        directory_files(zoo.adapters["attention"]),
-    )
-    assert (base.status_code, adapter.status_code) == (201, 201)
-    return base.json(), adapter.json()
-
-
 def _tree(directory: Path) -> dict[str, bytes]:
     return {p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
 
 
-def test_pull_writes_the_registered_bytes_into_name_vN(run, pushed, zoo, tmp_path):
-    _base, adapter = pushed
+def test_pull_writes_the_registered_bytes_into_name_vN(run, api_pushed, zoo, tmp_path):
+    _base, adapter = api_pushed
     result = run("--json", "pull", "acme/bot:v1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = json.loads(result.stdout)
@@ -66,14 +53,14 @@ def test_pull_writes_the_registered_bytes_into_name_vN(run, pushed, zoo, tmp_pat
     assert "verified: " in again.stdout and "(0 downloaded)" in again.stdout
 
 
-def test_pull_a_base_into_a_given_directory(run, pushed, zoo, tmp_path):
-    base, _adapter = pushed
+def test_pull_a_base_into_a_given_directory(run, api_pushed, zoo, tmp_path):
+    base, _adapter = api_pushed
     result = run("pull", "--base", base["id"], str(tmp_path / "llama"))
     assert result.returncode == 0, result.stderr
     assert _tree(tmp_path / "llama") == _tree(zoo.llama)
 
 
-def test_pull_resumes_a_part_file_with_a_range(run, pushed, zoo, tmp_path):
+def test_pull_resumes_a_part_file_with_a_range(run, api_pushed, zoo, tmp_path):
     weights = (zoo.adapters["attention"] / "adapter_model.safetensors").read_bytes()
     target = tmp_path / "out"
     target.mkdir()
@@ -86,7 +73,7 @@ def test_pull_resumes_a_part_file_with_a_range(run, pushed, zoo, tmp_path):
     assert not list(target.glob("*.part"))
 
 
-def test_a_resumed_part_with_wrong_bytes_is_refused_and_removed(run, pushed, zoo, tmp_path):
+def test_a_resumed_part_with_wrong_bytes_is_refused_and_removed(run, api_pushed, zoo, tmp_path):
     weights = (zoo.adapters["attention"] / "adapter_model.safetensors").read_bytes()
     target = tmp_path / "out"
     target.mkdir()
@@ -99,8 +86,8 @@ def test_a_resumed_part_with_wrong_bytes_is_refused_and_removed(run, pushed, zoo
     assert not (target / "adapter_model.safetensors.part").exists()
 
 
-def test_an_altered_blob_fails_the_pull_and_writes_nothing_under_final_names(run, pushed, tmp_path):
-    _base, adapter = pushed
+def test_an_altered_blob_fails_the_pull_and_writes_nothing_under_final_names(run, api_pushed, tmp_path):
+    _base, adapter = api_pushed
     weights = next(f for f in adapter["files"] if f["path"] == "adapter_model.safetensors")
     stored = Path(settings.BLOB_ROOT) / blob_name(weights["sha256"])
     stored.chmod(0o644)
@@ -119,7 +106,7 @@ def test_an_altered_blob_fails_the_pull_and_writes_nothing_under_final_names(run
     assert "adapter_model.safetensors.part" not in names
 
 
-def test_pull_of_an_unknown_version_is_one_line(run, pushed, tmp_path):
+def test_pull_of_an_unknown_version_is_one_line(run, api_pushed, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     result = run("pull", "acme/bot:v7", cwd=work)

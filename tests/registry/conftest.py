@@ -1,0 +1,19 @@
+"""Fixtures shared by the registry tests."""
+
+import pytest
+
+from tests.helpers import directory_files, upload
+
+
+@pytest.fixture
+def api_pushed(alice_client, zoo):
+    """One base and one adapter version, pushed through the API like a user would."""
+    base = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
+    adapter = upload(
+        alice_client,
+        "/api/v1/adapters/",
+        {"name": "acme/bot", "base": "acme/llama:v1"},
+        directory_files(zoo.adapters["attention"]),
+    )
+    assert (base.status_code, adapter.status_code) == (201, 201)
+    return base.json(), adapter.json()

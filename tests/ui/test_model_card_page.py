@@ -96,6 +96,7 @@ def test_the_hostile_card_runs_nothing_in_chromium_under_the_policy(page, live_s
     card = page.locator("#model-card")
     assert card.locator(".card-warning").is_visible()
     assert "meta-llama/Llama-3.2-1B" in card.locator(".card-warning").inner_text()
+    card.locator("summary").click()  # the card's text is folded under its fields
     assert card.locator(".card-body h1").inner_text() == "Support bot"
     card.locator("text=click me").click()  # plain text now, not a link
     assert page.evaluate("() => window.pwned") is None

@@ -141,12 +141,12 @@ def _directory_files(directory: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, enabled: bool, desc: str = "upload"):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="upload", file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr, leave=False)
 
 
 def _upload(registry: Registry, endpoint: str, directory: Path, fields: dict, show_progress: bool) -> dict:

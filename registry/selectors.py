@@ -268,12 +268,12 @@ def worker_list() -> QuerySet[Worker]:
     )
 
 
+def job_queryset() -> QuerySet[Job]:
+    return Job.objects.select_related("adapter_version__adapter", "suite")
+
+
 def jobs_of(version: AdapterVersion) -> QuerySet[Job]:
-    return (
-        Job.objects.filter(adapter_version=version)
-        .select_related("adapter_version__adapter", "suite")
-        .order_by("created_at")
-    )
+    return job_queryset().filter(adapter_version=version).order_by("created_at")
 
 
 def job_list(
@@ -285,7 +285,7 @@ def job_list(
     older_than: int | None = None,
 ) -> QuerySet[Job]:
     """Jobs for operators, newest first; `older_than` (seconds) finds work that is stuck."""
-    jobs = Job.objects.select_related("adapter_version__adapter", "suite")
+    jobs = job_queryset()
     if state:
         jobs = jobs.filter(state=state)
     if kind:
@@ -301,15 +301,18 @@ def job_list(
 
 def jobs_waiting() -> QuerySet[Job]:
     """Queued and running jobs, oldest first: what the Workers page shows operators."""
-    return (
-        Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
-        .select_related("adapter_version__adapter", "suite")
-        .order_by("created_at")
-    )
+    return job_queryset().filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).order_by("created_at")
+
+
+def version_file(version, path: str):
+    """The file stored at `path` in a version, or None (PostgreSQL text cannot hold NUL: no such path)."""
+    if "\x00" in path:
+        return None
+    return version.files.filter(path=path).first()
 
 
 def job_get(job_id) -> Job:
-    job = Job.objects.select_related("adapter_version__adapter", "suite").filter(id=job_id).first()
+    job = job_queryset().filter(id=job_id).first()
     if job is None:
         raise NotFound("job_not_found", f"no job has id {job_id}")
     return job

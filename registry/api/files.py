@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import selectors
+from registry.api.errors import error_response
 from registry.api.schema import ErrorSerializer
 from registry.api.serializers import FileSerializer
 from registry.errors import NotFound
@@ -41,13 +42,12 @@ class _Unsatisfiable(Exception):
 
 def _version_files(kind: str, ref: str):
     version = _GETTERS[kind](ref)
-    return version, version.files.select_related("blob")
+    return version, version.files.all()
 
 
 def _version_file(kind: str, ref: str, path: str):
-    version, files = _version_files(kind, ref)
-    # PostgreSQL text cannot hold NUL; such a path can name no stored file.
-    found = None if "\x00" in path else files.filter(path=path).first()
+    version = _GETTERS[kind](ref)
+    found = selectors.version_file(version, path)
     if found is None:
         raise NotFound("file_not_found", f"{version.ref} has no file {path!r}", ref=version.ref, path=path)
     return found
@@ -95,13 +95,6 @@ def _ranged_chunks(handle, first: int, last: int):
         handle.close()
 
 
-def _size_of(handle) -> int:
-    handle.seek(0, 2)
-    size = handle.tell()
-    handle.seek(0)
-    return size
-
-
 def _download(request, file) -> HttpResponse:
     etag = f'"{file.sha256}"'
     filename = posixpath.basename(file.path)
@@ -113,7 +106,7 @@ def _download(request, file) -> HttpResponse:
     if url:
         return HttpResponseRedirect(url, headers={"ETag": etag, "Cache-Control": "no-store"})
     handle = store.open(file.sha256)
-    size = _size_of(handle)
+    size = file.size
     wanted = request.headers.get("Range", "")
     if request.headers.get("If-Range", etag) != etag:
         wanted = ""  # the client holds other bytes than these: send the whole file
@@ -121,14 +114,11 @@ def _download(request, file) -> HttpResponse:
         span = _requested_range(wanted, size) if wanted else None
     except _Unsatisfiable:
         handle.close()
-        body = {
-            "error": {
-                "code": "range_not_satisfiable",
-                "message": f"{file.path} is {size} bytes; the requested range {wanted!r} starts past its end",
-                "detail": {"size": size},
-            }
-        }
-        return Response(body, status=416, headers={**common, "Content-Range": f"bytes */{size}"})
+        message = f"{file.path} is {size} bytes; the requested range {wanted!r} starts past its end"
+        response = error_response("range_not_satisfiable", message, 416, {"size": size})
+        for header, value in {**common, "Content-Range": f"bytes */{size}"}.items():
+            response[header] = value
+        return response
     disposition = content_disposition_header(True, filename)
     if span is None:
         response = FileResponse(handle, content_type="application/octet-stream", headers=common)
@@ -182,6 +172,7 @@ class _FileListView(APIView):
     kind = ""
     pagination_class = None
 
+    @extend_schema(responses=FileSerializer(many=True))
     def get(self, request, ref):
         _version, files = _version_files(self.kind, ref)
         return Response(FileSerializer(files, many=True).data)
@@ -194,6 +185,7 @@ class _FileDownloadView(APIView):
         # The success answer is raw bytes whatever the client accepts; errors are JSON.
         return super().perform_content_negotiation(request, force=True)
 
+    @extend_schema(parameters=[PATH_PARAMETER], description=DOWNLOAD_DESCRIPTION, responses=DOWNLOAD_RESPONSES)
     def get(self, request, ref, path):
         return _download(request, _version_file(self.kind, ref, path))
 
@@ -206,32 +198,16 @@ class AdapterFileListView(_FileListView):
 
     kind = "adapter"
 
-    @extend_schema(responses=FileSerializer(many=True))
-    def get(self, request, ref):
-        return super().get(request, ref)
-
 
 class BaseFileListView(_FileListView):
     """The files of a base model version: path, size and SHA-256 of each (not paginated)."""
 
     kind = "base"
 
-    @extend_schema(responses=FileSerializer(many=True))
-    def get(self, request, ref):
-        return super().get(request, ref)
-
 
 class AdapterFileDownloadView(_FileDownloadView):
     kind = "adapter"
 
-    @extend_schema(parameters=[PATH_PARAMETER], description=DOWNLOAD_DESCRIPTION, responses=DOWNLOAD_RESPONSES)
-    def get(self, request, ref, path):
-        return super().get(request, ref, path)
-
 
 class BaseFileDownloadView(_FileDownloadView):
     kind = "base"
-
-    @extend_schema(parameters=[PATH_PARAMETER], description=DOWNLOAD_DESCRIPTION, responses=DOWNLOAD_RESPONSES)
-    def get(self, request, ref, path):
-        return super().get(request, ref, path)

@@ -18,12 +18,12 @@ from registry import selectors
 from registry.api.tokens import login_locked_out_response
 from registry.errors import RegistryError
 from registry.metrics_display import metric_rows, run_facts, significant
-from registry.models import AdapterVersion, BaseModel, BaseModelVersion, EvaluationSuite, Job, Status
+from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
 from registry.refs import parse_ref
 from registry.roles import can_push, is_admin
 from registry.services.checks import adapter_version_evaluate
-from registry.services.jobs import job_cancel, job_redispatch
-from registry.services.suites import evaluation_suite_get, suite_misfit
+from registry.services.jobs import job_cancel, job_dispatch
+from registry.services.suites import REQUIRED_HEAD, evaluation_suite_get, version_head
 from ui.lineage import lineage_svg
 
 PAGE_SIZE = 25
@@ -237,8 +237,9 @@ def _suite_choices(request, version) -> list:
     """Suites an engineer may run on this version (those its base can run), for the picker."""
     if not can_push(request.user):
         return []
-    suites = EvaluationSuite.objects.order_by("namespace", "name", "-number")
-    return [suite for suite in suites if not suite_misfit(suite, version)]
+    head = version_head(version)
+    runnable = [task for task, needed in REQUIRED_HEAD.items() if needed == head]
+    return list(selectors.suite_list().filter(task_type__in=runnable))
 
 
 @require_GET
@@ -350,7 +351,7 @@ def _job_for_admin(request, job_id) -> Job:
 @login_required
 def job_redispatch_action(request, job_id):
     job = _job_for_admin(request, job_id)
-    if job_redispatch(job=job):
+    if job_dispatch(job.id):
         messages.success(request, f"Job {job.id} was sent to its queue again.")
     else:
         messages.error(request, f"Job {job.id} is {job.state} or the broker did not answer; nothing was sent.")
@@ -405,7 +406,7 @@ def version_file(request, kind: str, namespace: str, name: str, number: int, pat
 
     resolve = selectors.base_version_get if kind == "base" else selectors.adapter_version_get
     version = _version_or_404(resolve, namespace, name, number)
-    file = version.files.select_related("blob").filter(path=path).first() if "\x00" not in path else None
+    file = selectors.version_file(version, path)
     if file is None or not is_viewable(path):
         raise Http404(f"{version.ref} has no viewable file {path!r}")
     too_large = file.size > FILE_VIEW_MAX_BYTES

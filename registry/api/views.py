@@ -18,7 +18,7 @@ from registry.errors import Conflict, RegistryError
 from registry.models import AdapterVersion, Job
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
-from registry.services.jobs import job_cancel, job_redispatch
+from registry.services.jobs import job_cancel, job_dispatch
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_get, evaluation_suite_register
 from registry.uploads import StreamingMultiPartParser, incoming_files, upload_scope
 
@@ -217,7 +217,7 @@ class JobRedispatchView(APIView):
         job = selectors.job_get(job_id)
         if job.state != Job.State.QUEUED:
             raise Conflict("job_not_queued", f"job {job.id} is {job.state}; only a queued job can be re-dispatched")
-        if not job_redispatch(job=job):
+        if not job_dispatch(job.id):
             raise RegistryError(
                 "broker_unavailable",
                 "the broker did not take the message; the dispatcher will try again",

@@ -22,6 +22,7 @@ from registry.storage import get_blob_store
 
 logger = logging.getLogger(__name__)
 SHARED_GPU_QUEUE = "gpu"
+GONE = (Worker.State.LOST, Worker.State.STOPPED)  # workers that consume nothing any more
 
 
 # --- Headers from the blob store ------------------------------------------------------
@@ -180,7 +181,6 @@ def job_fail(*, job: Job, worker: Worker, error: str) -> bool:
 def workers_reap() -> list[str]:
     """Mark silent workers lost and put their running jobs back in a queue; returns the job ids."""
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
-    gone = [Worker.State.LOST, Worker.State.STOPPED]
     requeued = []
     with transaction.atomic():
         silent = Worker.objects.select_for_update(skip_locked=True).filter(
@@ -189,7 +189,7 @@ def workers_reap() -> list[str]:
         for worker in silent:
             Worker.objects.filter(id=worker.id).update(state=Worker.State.LOST, resident={})
             logger.warning("worker %s stopped heartbeating; marked lost", worker.hostname)
-        for job in Job.objects.filter(state=Job.State.RUNNING, claimed_by__state__in=gone):
+        for job in Job.objects.filter(state=Job.State.RUNNING, claimed_by__state__in=GONE):
             reset = Job.objects.filter(id=job.id, state=Job.State.RUNNING).update(
                 state=Job.State.QUEUED, claimed_by=None, started_at=None
             )
@@ -214,8 +214,7 @@ def redispatch_due(dispatched_at, dispatch_attempts: int, now) -> bool:
 
 def _dead_direct_queues() -> set[str]:
     """Direct queues nobody consumes: those of workers that are lost or stopped."""
-    gone = [Worker.State.LOST, Worker.State.STOPPED]
-    return set(Worker.objects.filter(state__in=gone).values_list("direct_queue", flat=True))
+    return set(Worker.objects.filter(state__in=GONE).values_list("direct_queue", flat=True))
 
 
 def jobs_redispatch(*, limit: int = 500) -> list[str]:
@@ -243,13 +242,6 @@ def jobs_redispatch(*, limit: int = 500) -> list[str]:
 
 
 # --- Operator actions -----------------------------------------------------------------------
-
-
-def job_redispatch(*, job: Job) -> bool:
-    """Send a queued job's message again now (an operator's nudge); False when it is not queued."""
-    if job.state != Job.State.QUEUED:
-        return False
-    return job_dispatch(job.id)
 
 
 @transaction.atomic

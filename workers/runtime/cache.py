@@ -18,10 +18,10 @@ from django.conf import settings
 from registry.formats.peft_config import adapted_modules, peft_overrides, resolve_patterns
 from registry.models import AdapterVersion, BaseModelVersion
 from registry.services.jobs import version_tensor_headers
+from registry.services.suites import CLASSIFICATION_HEADS, version_head
 from registry.storage import get_blob_store
 
 logger = logging.getLogger(__name__)
-CLASSIFICATION_HEADS = ("classifier", "score")
 
 
 def materialize(version, root: Path) -> Path:
@@ -43,22 +43,21 @@ def materialize(version, root: Path) -> Path:
 
 def head_for(adapter: AdapterVersion) -> tuple[str, int]:
     """Which model class the base is loaded as for this adapter: ("causal_lm"|"classification"|"encoder", labels)."""
-    saved = set(adapter.modules_to_save or [])
-    head = next((h for h in CLASSIFICATION_HEADS if h in saved), None)
-    if head:
+    head = version_head(adapter)  # the registry's rule, so its up-front suite check cannot drift
+    if head == "classification":
+        saved = set(adapter.modules_to_save or [])
+        module = next(h for h in CLASSIFICATION_HEADS if h in saved)
         tensors = version_tensor_headers(adapter)
         weight = next(
             (
                 t
                 for name, t in tensors.items()
-                if name.endswith(f"{head}.weight") or name.endswith(f"{head}.out_proj.weight")
+                if name.endswith(f"{module}.weight") or name.endswith(f"{module}.out_proj.weight")
             ),
             None,
         )
-        return "classification", weight.shape[0] if weight is not None else 2
-    if adapter.base_version.architecture.endswith("ForCausalLM"):
-        return "causal_lm", 0
-    return "encoder", 0
+        return head, weight.shape[0] if weight is not None else 2
+    return head, 0
 
 
 def peft_config_for(adapter: AdapterVersion, directory: Path):

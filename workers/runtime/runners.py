@@ -7,7 +7,7 @@ import time
 
 from django.conf import settings
 
-from registry.services.suites import REQUIRED_HEAD as SUITE_HEADS
+from registry.services.suites import REQUIRED_HEAD
 from workers.runtime.cache import ResidentBase
 
 PROBE_TEXT = "The registry checks that every adapter fits its base and changes what it computes."
@@ -115,8 +115,8 @@ def _exact_match(resident: ResidentBase, rows: list[dict]) -> dict:
 
 
 RUNNERS = {"causal_lm": _causal_lm, "classification": _classification, "exact_match": _exact_match}
-# The registry refuses misfit suites up front with the same table; this is the last line of defence.
-REQUIRED_HEAD = {str(task): head for task, head in SUITE_HEADS.items()}
+# REQUIRED_HEAD: the registry refuses misfit suites up front with the same table; measure() is the
+# last line of defence. (TextChoices keys compare and hash equal to their strings.)
 
 
 def measure(resident: ResidentBase, task_type: str, rows: list[dict], *, bare: bool = False) -> dict:

@@ -121,32 +121,32 @@ def _is_api(request) -> bool:
     return request.path.startswith(API_PREFIX)
 
 
-def _json_error(code: str, message: str, status_code: int) -> JsonResponse:
+def json_error(code: str, message: str, status_code: int) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status_code)
 
 
 def handler400(request, exception=None):
     if not _is_api(request):
         return defaults.bad_request(request, exception)
-    return _json_error(*_refused_request(exception))
+    return json_error(*_refused_request(exception))
 
 
 def handler403(request, exception=None):
     if not _is_api(request):
         return defaults.permission_denied(request, exception)
-    return _json_error(*_STATUS_CODES[403], 403)
+    return json_error(*_STATUS_CODES[403], 403)
 
 
 def handler404(request, exception=None):
     if not _is_api(request):
         return defaults.page_not_found(request, exception)
-    return _json_error(*_STATUS_CODES[404], 404)
+    return json_error(*_STATUS_CODES[404], 404)
 
 
 def handler500(request):
     if not _is_api(request):
         return defaults.server_error(request)
-    return _json_error("internal_error", INTERNAL_ERROR_MESSAGE, 500)
+    return json_error("internal_error", INTERNAL_ERROR_MESSAGE, 500)
 
 
 class ApiErrorMiddleware:
@@ -168,7 +168,7 @@ class ApiErrorMiddleware:
             code, message = "internal_error", INTERNAL_ERROR_MESSAGE
         else:
             code, message = _STATUS_CODES.get(status_code, ("error", response.reason_phrase.lower()))
-        replaced = _json_error(code, message, status_code)
+        replaced = json_error(code, message, status_code)
         for header in _KEPT_HEADERS:
             if header in response:
                 replaced[header] = response[header]

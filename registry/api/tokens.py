@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry.api.authentication import ExpiringTokenAuthentication, token_is_expired
+from registry.api.errors import json_error
 from registry.errors import RegistryError
 
 LOCKED_OUT_CODE = "too_many_login_failures"
@@ -62,6 +63,6 @@ def login_locked_out_response(retry_after: int) -> JsonResponse:
         f"too many failed logins for this username from this address; try again in {minutes} min "
         f"(after {settings.AXES_FAILURE_LIMIT} failures, logins pause for {settings.LOGIN_COOL_OFF_SECONDS} s)"
     )
-    response = JsonResponse({"error": {"code": LOCKED_OUT_CODE, "message": message}}, status=429)
+    response = json_error(LOCKED_OUT_CODE, message, 429)
     response["Retry-After"] = str(retry_after)
     return response

@@ -36,6 +36,8 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
+from registry.formats.strict_json import UNSTORABLE
+
 MAX_CARD_BYTES = 256 * 1024  # of README.md rendered; the rest is cut off (and said so)
 MAX_FRONT_MATTER_BYTES = 16 * 1024
 MAX_RENDERED_BYTES = 1024 * 1024  # markdown can amplify (one long reference link used many times)
@@ -128,12 +130,7 @@ def _expected(key: str) -> str:
 
 def _storable(value: object) -> bool:
     # A YAML "\ud800" escape makes a lone surrogate, and "\0" a NUL: PostgreSQL's JSON holds neither.
-    return (
-        isinstance(value, str)
-        and len(value) <= MAX_VALUE_LENGTH
-        and "\x00" not in value
-        and not any("\ud800" <= ch <= "\udfff" for ch in value)
-    )
+    return isinstance(value, str) and len(value) <= MAX_VALUE_LENGTH and not UNSTORABLE.search(value)
 
 
 def _checked(value: object, *, as_list: bool) -> str | list[str] | None:

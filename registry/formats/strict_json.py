@@ -32,7 +32,7 @@ _BRACKET_STEP = numpy.zeros(256, dtype=numpy.int32)
 _BRACKET_STEP[list(b"[{")] = 1
 _BRACKET_STEP[list(b"]}")] = -1
 _CHUNK = 4 * 1024 * 1024
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text and JSON hold neither
 
 DEFAULT_CODES = {
     "invalid": "json_invalid",
@@ -97,7 +97,7 @@ def _finite_float(literal: str) -> float:
 def _check_storable(value) -> None:
     """Strings PostgreSQL cannot store: NUL anywhere, or halves of a surrogate pair."""
     if isinstance(value, str):
-        if _UNSTORABLE.search(value):
+        if UNSTORABLE.search(value):
             raise _Refusal("string_invalid", "contains \\u0000 or an unpaired surrogate in a string")
     elif isinstance(value, dict):
         for key, item in value.items():

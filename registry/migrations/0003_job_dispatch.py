@@ -4,34 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0002_workers_jobs_checks_evaluations'),
+        ("registry", "0002_workers_jobs_checks_evaluations"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='dispatch_attempts',
-            field=models.PositiveIntegerField(default=0, help_text='messages sent for it, re-dispatches included'),
+            model_name="job",
+            name="dispatch_attempts",
+            field=models.PositiveIntegerField(default=0, help_text="messages sent for it, re-dispatches included"),
         ),
         migrations.AddField(
-            model_name='job',
-            name='dispatched_at',
-            field=models.DateTimeField(blank=True, help_text='last time its message was sent', null=True),
+            model_name="job",
+            name="dispatched_at",
+            field=models.DateTimeField(blank=True, help_text="last time its message was sent", null=True),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='attempts',
-            field=models.PositiveIntegerField(default=0, help_text='claims by a worker'),
+            model_name="job",
+            name="attempts",
+            field=models.PositiveIntegerField(default=0, help_text="claims by a worker"),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='state',
-            field=models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16),
+            model_name="job",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("running", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                default="queued",
+                max_length=16,
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['state', 'dispatched_at'], name='job_state_dispatched_idx'),
+            model_name="job",
+            index=models.Index(fields=["state", "dispatched_at"], name="job_state_dispatched_idx"),
         ),
     ]

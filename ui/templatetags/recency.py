@@ -21,9 +21,9 @@ def stamp(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def ago_text(value, now=None) -> str:
+def ago_text(value) -> str:
     """'12 s ago' under a minute (timesince would say '0 minutes'), else Django's timesince."""
-    now = now or timezone.now()
+    now = timezone.now()
     seconds = (now - value).total_seconds()
     if seconds < 60:
         return f"{max(int(seconds), 0)} s ago"

@@ -277,6 +277,17 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every uploaded file goes to disk while hashing
 
+# --- Signatures ------------------------------------------------------------------
+# The registry's own ECDSA key (counter-signatures, audit checkpoints): made on first use.
+# In production point this at a mounted secret; rotation keeps old public keys listed.
+REGISTRY_SIGNING_KEY_FILE = Path(env_str("REGISTRY_SIGNING_KEY_FILE", str(VAR_DIR / "signing" / "registry-key.pem")))
+# Counter-sign every adapter version that becomes ready, so serving can check it came through here.
+REGISTRY_COUNTERSIGN = env_bool("REGISTRY_COUNTERSIGN", True)
+# The Sigstore trusted root keyless signatures are checked against: a file, never refreshed
+# over the network. Empty: the public-good root shipped in the pinned sigstore package.
+SIGSTORE_TRUSTED_ROOT = env_str("SIGSTORE_TRUSTED_ROOT") or None
+MAX_SIGNATURE_BYTES = 1024 * 1024
+
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

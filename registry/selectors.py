@@ -4,11 +4,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
 from registry.errors import NotFound
-from registry.models import AdapterVersion, BaseModelVersion, EvaluationSuite, Job, Worker
+from registry.models import AdapterVersion, BaseModelVersion, EvaluationSuite, Job, Signature, Worker
 from registry.refs import parse_ref
 
 LATEST_ALIAS = "latest"
@@ -181,8 +181,15 @@ BASE_ROW_FIELDS = (
 )
 
 
+def signed_by_someone(version_ref: str = "pk"):
+    """True where a signature other than the registry's counter-signature last verified."""
+    return Exists(
+        Signature.objects.filter(version=OuterRef(version_ref), is_registry=False, result=Signature.Result.PASSED)
+    )
+
+
 def adapter_version_rows(queryset: QuerySet[AdapterVersion]) -> QuerySet:
-    return queryset.values(*ADAPTER_ROW_FIELDS)
+    return queryset.annotate(signed=signed_by_someone()).values(*ADAPTER_ROW_FIELDS, "signed")
 
 
 def base_version_rows(queryset: QuerySet[BaseModelVersion]) -> QuerySet:

@@ -28,6 +28,8 @@ from registry.formats.artifact import IncomingFile
 from registry.formats.files import validate_path
 
 FILE_FIELD = "file"
+# A model-signing bundle (usually model.sig): checked by the signature services, never one of the files.
+SIGNATURE_FIELD = "signature"
 
 
 class HashedUploadedFile(UploadedFile):
@@ -97,14 +99,19 @@ class HashingUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
         super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
-        if field_name != FILE_FIELD:
+        if field_name not in (FILE_FIELD, SIGNATURE_FIELD):
             raise UploadRefused(
-                "unexpected_file_field", f"files must be sent in the '{FILE_FIELD}' field, not {field_name!r}"
+                "unexpected_file_field",
+                f"files must be sent in the '{FILE_FIELD}' field (a signature in '{SIGNATURE_FIELD}'), not {field_name!r}",
             )
-        validate_path(file_name)
-        self.file_count += 1
-        if self.file_count > settings.MAX_FILES_PER_UPLOAD:
-            raise UploadRefused("too_many_files", f"at most {settings.MAX_FILES_PER_UPLOAD} files per upload")
+        self.limit = settings.MAX_FILE_BYTES
+        if field_name == SIGNATURE_FIELD:
+            self.limit = settings.MAX_SIGNATURE_BYTES
+        else:
+            validate_path(file_name)
+            self.file_count += 1
+            if self.file_count > settings.MAX_FILES_PER_UPLOAD:
+                raise UploadRefused("too_many_files", f"at most {settings.MAX_FILES_PER_UPLOAD} files per upload")
         settings.UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(prefix="upload-", dir=settings.UPLOAD_TEMP_DIR)
         self.temp_paths.append(Path(name))
@@ -114,10 +121,10 @@ class HashingUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data, start):
         self.size += len(raw_data)
         self.total_bytes += len(raw_data)
-        if self.size > settings.MAX_FILE_BYTES:
+        if self.size > self.limit:
             raise UploadRefused(
                 "file_too_large",
-                f"{self.file_name!r} is larger than the limit of {settings.MAX_FILE_BYTES} bytes",
+                f"{self.file_name!r} is larger than the limit of {self.limit} bytes",
                 status_code=413,
                 file=self.file_name,
             )
@@ -239,6 +246,16 @@ def upload_scope(request):
 
 def incoming_files(request) -> list[IncomingFile]:
     return [f.as_incoming() for f in request.FILES.getlist(FILE_FIELD)]
+
+
+def incoming_signature(request) -> bytes | None:
+    """The bundle sent in the 'signature' field, if any (at most one per request)."""
+    sent = request.FILES.getlist(SIGNATURE_FIELD)
+    if not sent:
+        return None
+    if len(sent) > 1:
+        raise UploadRefused("too_many_signatures", f"send one bundle in '{SIGNATURE_FIELD}'; attach others afterwards")
+    return sent[0].temp_path.read_bytes()
 
 
 def _hashed_copy(path: Path, temp_paths: list[Path]) -> IncomingFile:

@@ -22,6 +22,7 @@ def isolated_storage(settings, tmp_path):
     settings.BLOB_ROOT = tmp_path / "blobs"
     settings.UPLOAD_TEMP_DIR = tmp_path / "upload-tmp"
     settings.UPLOAD_TEMP_DIR.mkdir()
+    settings.REGISTRY_SIGNING_KEY_FILE = tmp_path / "signing" / "registry-key.pem"
     # Production settings use WhiteNoise's manifest storage, which needs collectstatic first.
     settings.STORAGES = {
         **settings.STORAGES,

@@ -10,14 +10,19 @@ from django.conf import settings
 from registry.models import Adapter, AdapterVersion, BaseModel, BaseModelVersion, Blob
 
 
-def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+def multipart(
+    fields: dict[str, str], files: list[tuple[str, bytes]], signature: bytes | None = None
+) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for path, data in files:
+    file_parts = [("file", path, data) for path, data in files]
+    if signature is not None:
+        file_parts.append(("signature", "model.sig", signature))
+    for field, path, data in file_parts:
         header = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path}"\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{path}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         )
         parts.append(header.encode() + data + b"\r\n")
@@ -26,11 +31,12 @@ def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> tuple[b
 
 
 def directory_files(directory: Path) -> list[tuple[str, bytes]]:
-    return [(p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()]
+    """The files of a model directory as an upload sends them (a model.sig beside them is not one)."""
+    return [(p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file() and p.name != "model.sig"]
 
 
-def upload(client, url: str, fields: dict[str, str], files: list[tuple[str, bytes]]):
-    body, content_type = multipart(fields, files)
+def upload(client, url: str, fields: dict[str, str], files: list[tuple[str, bytes]], signature: bytes | None = None):
+    body, content_type = multipart(fields, files, signature)
     return client.generic("POST", url, body, content_type=content_type)
 
 

@@ -105,6 +105,9 @@ class AdapterVersionSerializer(serializers.ModelSerializer):
     base = VersionLinkSerializer(source="base_version")
     parent = VersionLinkSerializer(allow_null=True)
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+    signed = serializers.SerializerMethodField(
+        help_text="a signature other than the registry's counter-signature verified when last checked"
+    )
 
     class Meta:
         model = AdapterVersion
@@ -112,9 +115,13 @@ class AdapterVersionSerializer(serializers.ModelSerializer):
             "base",
             "parent",
             *ADAPTER_METADATA_FIELDS,
+            "signed",
             "created_at",
             "created_by",
         ]
+
+    def get_signed(self, version) -> bool:
+        return version.signatures.filter(is_registry=False, result="passed").exists()
 
 
 class AdapterVersionDetailSerializer(ModelCardFieldsMixin, AdapterVersionSerializer):
@@ -184,6 +191,11 @@ class AdapterUploadSerializer(BaseUploadSerializer):
     provenance = _JSONObjectField(
         required=False,
         help_text="JSON: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params",
+    )
+    signature = serializers.FileField(
+        required=False,
+        help_text="An OpenSSF model-signing v1.0 bundle (model.sig) over exactly these files; "
+        "verified against the namespace's signing policy before anything is stored",
     )
 
 
@@ -298,6 +310,7 @@ def adapter_row_data(row: dict) -> dict:
     data["parent"] = _link(row, "parent", "adapter")
     for field in ADAPTER_METADATA_FIELDS:
         data[field] = row[field]
+    data["signed"] = row["signed"]
     data["created_at"] = serializers.DateTimeField().to_representation(row["created_at"])
     data["created_by"] = row["created_by__username"]
     return data

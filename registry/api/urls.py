@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from registry.api import files, tokens, views
+from registry.api import files, signatures, tokens, views
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
@@ -16,6 +16,10 @@ urlpatterns = [
     path("bases/<path:ref>/adapters", views.BaseVersionAdaptersView.as_view(), name="api-base-adapters"),
     path("bases/<path:ref>", views.BaseVersionDetailView.as_view(), name="api-base-detail"),
     path("adapters/", views.AdapterVersionListView.as_view(), name="api-adapter-list"),
+    path("keys", signatures.RegistryKeysView.as_view(), name="api-keys"),
+    path(
+        "namespaces/<str:namespace>/signing-policy", signatures.SigningPolicyView.as_view(), name="api-signing-policy"
+    ),
     path("workers/", views.WorkerListView.as_view(), name="api-worker-list"),
     path("jobs/", views.JobListView.as_view(), name="api-job-list"),
     path("jobs/<uuid:job_id>/redispatch", views.JobRedispatchView.as_view(), name="api-job-redispatch"),
@@ -27,6 +31,13 @@ urlpatterns = [
     re_path(
         r"^adapters/(?P<ref>.+?)/files/(?P<path>.+)$", files.AdapterFileDownloadView.as_view(), name="api-adapter-file"
     ),
+    re_path(
+        r"^adapters/(?P<ref>.+?)/signatures/(?P<signature_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$",
+        signatures.AdapterSignatureBundleView.as_view(),
+        name="api-adapter-signature-bundle",
+    ),
+    path("adapters/<path:ref>/signatures", signatures.AdapterSignaturesView.as_view(), name="api-adapter-signatures"),
+    path("adapters/<path:ref>/verify", signatures.AdapterVerifyView.as_view(), name="api-adapter-verify"),
     path("adapters/<path:ref>/lineage", views.AdapterVersionLineageView.as_view(), name="api-adapter-lineage"),
     path("adapters/<path:ref>/checks", views.AdapterChecksView.as_view(), name="api-adapter-checks"),
     path("adapters/<path:ref>/evaluations", views.AdapterEvaluateView.as_view(), name="api-adapter-evaluate"),

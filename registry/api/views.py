@@ -20,7 +20,7 @@ from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
 from registry.services.jobs import job_cancel, job_dispatch
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_get, evaluation_suite_register
-from registry.uploads import StreamingMultiPartParser, incoming_files, upload_scope
+from registry.uploads import StreamingMultiPartParser, incoming_files, incoming_signature, upload_scope
 
 
 class TokenObtainView(APIView):
@@ -141,6 +141,7 @@ class AdapterVersionListView(APIView):
                 base_ref=data["base"],
                 parent_ref=data.get("parent") or None,
                 provenance=data.get("provenance"),
+                signature=incoming_signature(request),
                 user=request.user,
             )
         result.version = selectors.adapter_version_queryset().prefetch_related("files").get(pk=result.version.pk)

@@ -34,6 +34,7 @@ from registry.models import (
 from registry.refs import parse_name
 from registry.selectors import adapter_version_get, base_version_get
 from registry.services.checks import adapter_version_checks_start
+from registry.services.signatures import CheckedSignature, signature_check_upload, signature_record
 from registry.storage import get_blob_store
 
 PROVENANCE_FIELDS = {
@@ -190,7 +191,9 @@ def _resolve_lineage(base_ref: str, parent_ref: str | None):
     return base_version, parent
 
 
-def _check_existing_matches(existing: AdapterVersion, base_version, parent) -> IngestResult:
+def _check_existing_matches(
+    existing: AdapterVersion, base_version, parent, checked: CheckedSignature | None, user
+) -> IngestResult:
     if existing.base_version_id != base_version.id or (parent and existing.parent_id != parent.id):
         raise Conflict(
             "adapter_lineage_conflict",
@@ -198,6 +201,8 @@ def _check_existing_matches(existing: AdapterVersion, base_version, parent) -> I
             "the same content cannot be registered with a different base or parent",
             existing=existing.ref,
         )
+    if checked is not None:  # a re-push that brings a signature adds it to the version
+        signature_record(existing, checked, trigger="upload", user=user)
     return IngestResult(existing, created=False)
 
 
@@ -236,26 +241,36 @@ def adapter_version_ingest(
     base_ref: str,
     parent_ref: str | None = None,
     provenance: dict | None = None,
+    signature: bytes | None = None,
     user: AbstractBaseUser | None,
 ) -> IngestResult:
+    """Register an adapter version; `signature` is a model-signing bundle over exactly `files`."""
     namespace, short_name = parse_name(name)
     cleaned_provenance = _clean_provenance(provenance)
     base_version, parent = _resolve_lineage(base_ref, parent_ref)
     summary = validate_adapter_upload(files)
+    # Before anything is stored: a refused signature leaves only its recorded verification.
+    checked = signature_check_upload(
+        name=f"{namespace}/{short_name}",
+        files={f.path: f.sha256 for f in files},
+        digest=summary.digest,
+        raw=signature,
+        user=user,
+    )
     existing = (
         AdapterVersion.objects.filter(adapter__namespace=namespace, adapter__name=short_name, digest=summary.digest)
         .select_related("base_version__base_model")
         .first()
     )
     if existing is not None:
-        return _check_existing_matches(existing, base_version, parent)
+        return _check_existing_matches(existing, base_version, parent, checked, user)
 
     @transaction.atomic
     def write_rows() -> IngestResult:
         adapter = _locked_repository(Adapter, namespace, short_name, user)
         existing = adapter.versions.filter(digest=summary.digest).first()
         if existing is not None:
-            return _check_existing_matches(existing, base_version, parent)
+            return _check_existing_matches(existing, base_version, parent, checked, user)
         version = AdapterVersion.objects.create(
             adapter=adapter,
             number=_next_number(adapter.versions),
@@ -270,6 +285,8 @@ def adapter_version_ingest(
         AdapterFile.objects.bulk_create(
             [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
         )
+        if checked is not None:
+            signature_record(version, checked, trigger="upload", user=user)
         adapter_version_checks_start(version)
         version.refresh_from_db(fields=["status", "status_reason"])
         return IngestResult(version, created=True)

@@ -11,13 +11,15 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from registry.broker import publish_job
 from registry.formats.safetensors_header import TensorInfo, read_header_from
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
+from registry.services.signatures import version_countersign
 from registry.storage import get_blob_store
 
 logger = logging.getLogger(__name__)
@@ -127,7 +129,22 @@ def _refresh_adapter_status(version: AdapterVersion) -> None:
         status, reason = Status.READY, ""
     else:
         status, reason = Status.CHECKING, ""
+    became_ready = (
+        status == Status.READY and AdapterVersion.objects.filter(id=version.id).exclude(status=Status.READY).exists()
+    )
     AdapterVersion.objects.filter(id=version.id).update(status=status, status_reason=reason[:2000])
+    if became_ready:
+        _countersign(version)
+
+
+def _countersign(version: AdapterVersion) -> None:
+    """Counter-sign a version that just became ready. A missing or unreadable key must not hold
+    the version back: the failure is logged loudly and `manage.py countersign` signs it later."""
+    try:
+        with transaction.atomic():  # a savepoint: a failure here leaves the completion intact
+            version_countersign(version)
+    except (OSError, ImproperlyConfigured, DatabaseError) as exc:
+        logger.error("could not counter-sign %s: %s; run `manage.py countersign` once the key is fixed", version.ref, exc)
 
 
 @transaction.atomic

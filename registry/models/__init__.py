@@ -362,3 +362,15 @@ class SuiteAttachment(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["adapter", "suite"], name="unique_suite_attachment")]
+
+
+# --- Signatures (registry/models/signing.py) ---------------------------------------------
+
+from registry.models.signing import (  # noqa: E402, F401  (a domain module beside the core ones)
+    RegistryKey,
+    Signature,
+    SignatureVerification,
+    SigningMethod,
+    SigningPolicy,
+)
+

@@ -375,7 +375,7 @@ def _verify_key(raw: bytes, document: dict, policy: SigningPolicy, now: datetime
         raise SignatureRefused(
             "signature_key_revoked",
             f"signed with key {key.id!r}, revoked in this namespace's policy at {key.revoked_at.isoformat()}",
-            {**details, "key_id": key.id},
+            {**details, "identity": key.id, "key_id": key.id},
         )
     raise SignatureRefused(
         "signature_invalid",

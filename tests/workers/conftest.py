@@ -50,6 +50,8 @@ class WorkerPool:
             "SECRET_KEY": "worker-test",
             "BLOB_ROOT": str(settings.BLOB_ROOT),
             "UPLOAD_TEMP_DIR": str(settings.UPLOAD_TEMP_DIR),
+            # Workers counter-sign versions that become ready, with the test's registry key.
+            "REGISTRY_SIGNING_KEY_FILE": str(settings.REGISTRY_SIGNING_KEY_FILE),
             "WORKER_CACHE_DIR": str(self.tmp_path / f"cache-{name}"),
             "WORKER_HEARTBEAT_SECONDS": "1",
             "WORKER_LOST_AFTER_SECONDS": str(settings.WORKER_LOST_AFTER_SECONDS),

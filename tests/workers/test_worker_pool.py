@@ -11,7 +11,9 @@ from registry.demo import build
 from registry.models import AdapterVersion, Check, Job, Status, Worker
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+from registry.services.signatures import version_verify
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_register
+from registry.signing.keys import active_key
 from registry.uploads import incoming_from_directory, incoming_from_file
 from tests.workers.conftest import job_done, wait_for
 
@@ -51,6 +53,10 @@ def test_a_pushed_adapter_is_checked_and_evaluated_end_to_end(pool, alice, zoo, 
     first = push_adapter(alice, zoo.adapters["attention"], base)
     evaluation_suite_attach(suite=suite, adapter_name="acme/bot")
     assert wait_for_status(first, pool).status == Status.READY
+    # The worker that made it ready counter-signed it with the registry's key; it verifies from storage.
+    [counter] = first.signatures.all()
+    assert (counter.is_registry, counter.method, counter.key_fingerprint) == (True, "key", active_key().key_id)
+    assert version_verify(first).satisfies_policy
 
     second = push_adapter(alice, zoo.child_adapter, base)  # the attached suite runs automatically now
     assert wait_for_status(second, pool).status == Status.READY

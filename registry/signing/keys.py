@@ -4,7 +4,7 @@ The private key is a PEM file: REGISTRY_SIGNING_KEY_FILE in production (a mounte
 secret), var/signing/registry-key.pem for the embedded default, made on first use
 (mode 0600). Its public half is recorded in RegistryKey and never deleted, so a
 counter-signature verifies years after the key was rotated: rotation writes a new
-file and marks the old public key retired (`manage.py rotate_signing_key`, or
+file and marks the old public key retired (`manage.py signing_key --rotate`, or
 replace the file; the registry notices the new key on its next signature).
 """
 

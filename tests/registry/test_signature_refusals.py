@@ -5,14 +5,15 @@ model_signing and keys or a CA chain made with cryptography.
 """
 
 import hashlib
+import io
 import json
 
 import pytest
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from registry.models import AdapterVersion, RegistryKey, Signature, SignatureVerification
 from registry.services.signatures import version_countersign, version_verify
-from registry.signing.keys import rotate_signing_key
 from tests.conftest import _client_for
 from tests.helpers import directory_files, leftovers, upload
 from tests.signing_helpers import (
@@ -268,7 +269,7 @@ def test_keys_listed_without_authentication_and_kept_after_rotation(alice_client
     counter = version_countersign(version)
     assert (counter.is_registry, counter.method, counter.key_fingerprint) == (True, "key", key["key_id"])
 
-    rotate_signing_key()
+    call_command("signing_key", rotate=True, stdout=io.StringIO())
     keys = anonymous.get("/api/v1/keys").json()
     assert len(keys) == 2
     retired = next(k for k in keys if k["key_id"] == key["key_id"])

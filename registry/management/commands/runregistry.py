@@ -29,6 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args, port: int, no_seed: bool, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("signing_key", verbosity=0)  # made on first start: counter-signatures need it
         if settings.EMBEDDED and not no_seed:
             call_command("seed_demo")
         children = [self._web(port), self._worker()]

@@ -17,3 +17,13 @@ def api_pushed(alice_client, zoo):
     )
     assert (base.status_code, adapter.status_code) == (201, 201)
     return base.json(), adapter.json()
+
+
+@pytest.fixture
+def no_network():
+    """Loopback only: a test that tries to reach another host fails (see tests/no_network.py)."""
+    from tests.no_network import network_blocked
+
+    with network_blocked() as attempts:
+        yield
+    assert not attempts, f"network access attempted: {attempts}"

@@ -6,6 +6,8 @@ from registry.models import AdapterVersion, Signature, SignatureVerification
 from tests.helpers import directory_files, leftovers, upload
 from tests.signing_helpers import key_policy, make_key, sign_with_key
 
+pytestmark = pytest.mark.usefixtures("no_network")
+
 
 @pytest.fixture
 def carol_client(carol):

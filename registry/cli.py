@@ -21,6 +21,9 @@ from registry.metrics_display import direction, summary_line  # Django-free, lik
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILURE = 1
 UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
+# registry.signing.verify.SIGNATURE_FILE; not imported from there, which would load cryptography on every start.
+SIGNATURE_FILE = "model.sig"
+BUNDLE_TYPE = "application/json"
 
 
 class CliError(Exception):
@@ -47,8 +50,20 @@ class Registry:
         self.url = url
 
     def request(self, method: str, path: str, **kwargs) -> dict:
+        response = self._send(method, path, **kwargs)
+        self.last_status = response.status_code  # 200 vs 201: push says whether it registered anything
+        return _decoded(response)
+
+    def download(self, path: str) -> bytes:
+        """The raw bytes at a server path the API gave (a signature's bundle_url)."""
+        response = self._send("GET", httpx.URL(self.url).join(path))
+        if not response.is_success:
+            _decoded(response)  # raises the registry's error as one line
+        return response.content
+
+    def _send(self, method: str, path, **kwargs) -> httpx.Response:
         try:
-            response = self.client.request(method, path, **kwargs)
+            return self.client.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             if self.url.startswith("https://") and "SSL" in str(exc).upper():
                 raise CliError(
@@ -57,8 +72,6 @@ class Registry:
             raise CliError(f"cannot reach the registry at {self.url}: {exc}") from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the registry at {self.url}: {exc.__class__.__name__} {exc}") from None
-        self.last_status = response.status_code  # 200 vs 201: push says whether it registered anything
-        return _decoded(response)
 
     def get_version(self, ref: str, kind: str | None = None) -> tuple[str, dict]:
         """Look a reference up as an adapter, then as a base model (unless `kind` says which)."""
@@ -126,12 +139,15 @@ class ProgressReader:
         return getattr(self.handle, name)
 
 
-def _directory_files(directory: Path) -> list[tuple[str, Path]]:
+def _directory_files(directory: Path, signature: Path | None = None) -> list[tuple[str, Path]]:
+    """The files a push sends: everything but a signature bundle, which is never one of the version's files."""
     if not directory.is_dir():
         raise CliError(f"{directory} is not a directory")
     files = []
     for path in sorted(directory.rglob("*")):
         relative = path.relative_to(directory).as_posix()
+        if relative == SIGNATURE_FILE or (signature is not None and path.resolve() == signature.resolve()):
+            continue
         if path.is_symlink():
             raise CliError(f"{relative} is a symbolic link; the registry accepts regular files only")
         if path.is_file():
@@ -149,8 +165,10 @@ def _progress_bar(total: int, enabled: bool, desc: str = "upload"):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr, leave=False)
 
 
-def _upload(registry: Registry, endpoint: str, directory: Path, fields: dict, show_progress: bool) -> dict:
-    files = _directory_files(directory)
+def _upload(
+    registry: Registry, endpoint: str, directory: Path, fields: dict, show_progress: bool, signature: Path | None = None
+) -> dict:
+    files = _directory_files(directory, signature)
     total = sum(path.stat().st_size for _, path in files)
     bar = _progress_bar(total, show_progress)
     try:
@@ -162,6 +180,8 @@ def _upload(registry: Registry, endpoint: str, directory: Path, fields: dict, sh
                 )
                 for relative, path in files
             ]
+            if signature is not None:
+                parts.append(("signature", (SIGNATURE_FILE, stack.enter_context(signature.open("rb")), BUNDLE_TYPE)))
             return registry.request("POST", endpoint, data=fields, files=parts)
     finally:
         if bar is not None:
@@ -185,6 +205,8 @@ def _print_version(kind: str, body: dict) -> None:
         print(
             f"  size:    {body['tensor_count']} tensors, {body['parameter_count']:,} parameters, {body['total_bytes']:,} bytes"
         )
+        if "signed" in body:
+            print(f"  signed:  {'yes' if body['signed'] else 'no'}")
     else:
         print(
             f"  arch:    {body['architecture']} ({body['model_type']}), {body['num_layers']} layers, hidden {body['hidden_size']}"
@@ -193,6 +215,8 @@ def _print_version(kind: str, body: dict) -> None:
 
 
 def cmd_push_base(args, registry: Registry) -> None:
+    if args.signature:
+        raise CliError("--signature is for adapter pushes (adapterctl push); base models are not signed here")
     body = _upload(registry, "bases/", Path(args.directory), {"name": args.name}, args.progress)
     _emit(args, "bases", body)
 
@@ -248,10 +272,25 @@ def cmd_push(args, registry: Registry) -> None:
             raise CliError("push needs a DIRECTORY or --mlflow-run runs:/<run_id>/<path>")
         if provenance:
             fields["provenance"] = json.dumps(provenance)
-        body = _upload(registry, "adapters/", directory, fields, args.progress)
+        signature = _push_signature(directory, args.signature, args.json)
+        body = _upload(registry, "adapters/", directory, fields, args.progress, signature)
     if registry.last_status == 200:  # the same files are already a version: nothing new, not an error
         print(f"already registered as {body['ref']}", file=sys.stderr if args.json else sys.stdout)
     _emit(args, "adapters", body)
+
+
+def _push_signature(directory: Path, given: str | None, quiet: bool) -> Path | None:
+    """The bundle a push sends: --signature FILE, else DIR/model.sig when the directory has one."""
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            raise CliError(f"--signature {given}: no such file")
+    else:
+        path = directory / SIGNATURE_FILE
+        if not path.is_file():
+            return None
+    print(f"signature: {path} (sent with the push, not stored as a file)", file=sys.stderr if quiet else sys.stdout)
+    return path
 
 
 FINAL_STATUSES = {"ready", "rejected"}
@@ -428,6 +467,289 @@ def cmd_pull(args, registry: Registry) -> None:
     print(json.dumps(result, indent=2) if args.json else pull.summary_line(result))
 
 
+# --- Signatures ----------------------------------------------------------------------------
+# sign, sign-attach and verify. The signing modules load cryptography, model_signing and
+# sigstore, so they are imported inside the commands that use them.
+
+
+def _signer_text(summary: dict, *, is_registry: bool = False) -> str:
+    """Who signed, from a verification summary (identity, issuer, key_fingerprint, method)."""
+    if is_registry:
+        return f"the registry (key {(summary.get('key_fingerprint') or '?')[:16]})"
+    identity = summary.get("identity") or summary.get("key_id") or summary.get("key_fingerprint") or "?"
+    if summary.get("method") == "keyless" and summary.get("issuer"):
+        return f"{identity} via {summary['issuer']}"
+    return identity
+
+
+def _row_summary(row: dict) -> dict:
+    """An API signature row in the shape of a verification summary."""
+    return {
+        "method": row.get("method"),
+        "identity": row.get("signer_identity"),
+        "issuer": row.get("signer_issuer"),
+        "key_fingerprint": row.get("key_fingerprint"),
+    }
+
+
+SIGNING_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def _check_signing_key(path: Path) -> None:
+    """One clear line for a key model_signing cannot use (an RSA key would fail deep inside it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not path.is_file():
+        raise CliError(f"--key {path}: no such file")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except TypeError:
+        raise CliError(f"--key {path} is encrypted; model_signing needs an unencrypted PEM private key") from None
+    except ValueError as exc:
+        raise CliError(f"--key {path} is not a PEM private key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in SIGNING_CURVES:
+        raise CliError(f"--key {path} is not an ECDSA P-256, P-384 or P-521 key, which model_signing needs")
+
+
+def _signature_output(directory: Path, given: str | None) -> Path:
+    """Where `sign` writes; inside DIR only as DIR/model.sig, since a push would send any other file there."""
+    output = Path(given) if given else directory / SIGNATURE_FILE
+    inside = output.resolve().is_relative_to(directory.resolve())
+    if inside and output.resolve() != (directory / SIGNATURE_FILE).resolve():
+        raise CliError(
+            f"--output {output} is inside {directory}, where a push would send it as a model file; "
+            f"write {directory / SIGNATURE_FILE} or a path outside the directory"
+        )
+    return output
+
+
+def _bundle_statement(raw: bytes) -> dict:
+    """The in-toto statement a model-signing bundle signs (read only to report what was signed)."""
+    import base64
+
+    return json.loads(base64.b64decode(json.loads(raw)["dsseEnvelope"]["payload"]))
+
+
+def cmd_sign(args, _registry) -> None:
+    from registry.signing.sign import sign_directory
+
+    directory, key = Path(args.directory), Path(args.key)
+    if not directory.is_dir():
+        raise CliError(f"{directory} is not a directory")
+    _check_signing_key(key)
+    if args.chain and not args.certificate:
+        raise CliError("--chain goes with --certificate (the signing certificate it leads to)")
+    for path in [args.certificate, *args.chain] if args.certificate else []:
+        if not Path(path).is_file():
+            raise CliError(f"{path}: no such file")
+    output = _signature_output(directory, args.output)
+    try:
+        written = sign_directory(
+            directory,
+            key=key,
+            certificate=Path(args.certificate) if args.certificate else None,
+            chain=[Path(c) for c in args.chain],
+            output=output,
+        )
+    except (ValueError, TypeError, OSError) as exc:  # unreadable certificates, a chain that does not fit, I/O
+        raise CliError(f"cannot sign {directory}: {exc}") from None
+    statement = _bundle_statement(written.read_bytes())
+    result = {
+        "signature": str(written),
+        "method": "certificate" if args.certificate else "key",
+        "files": len(statement["predicate"]["resources"]),
+        "digest": statement["subject"][0]["digest"]["sha256"],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    files = f"{result['files']} file{'s' if result['files'] != 1 else ''}"
+    print(
+        f"{written}: {result['method']} signature over {files} of {directory}, "
+        f"manifest root sha256:{result['digest']} (the digest a push of them gets)"
+    )
+
+
+def cmd_sign_attach(args, registry: Registry) -> None:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    with path.open("rb") as handle:
+        body = registry.request(
+            "POST", f"adapters/{args.ref}/signatures", files=[("signature", (SIGNATURE_FILE, handle, BUNDLE_TYPE))]
+        )
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return
+    attached = "attached" if registry.last_status == 201 else "already attached"
+    trust = "" if body["trusted"] else " (genuine, but the policy names no such signer)"
+    print(
+        f"{args.ref}: {attached} {body['method']} signature by {_signer_text(_row_summary(body))}: "
+        f"{body['result']}{trust}, policy v{body['policy_version']}"
+    )
+
+
+def _registry_key_policy(registry: Registry, public_key: str | None):
+    """The keys the counter-signature may be made with: the registry's published keys, or only --public-key."""
+    from registry.signing.policy import PolicyInvalid, parse_policy
+
+    if public_key:
+        try:
+            keys = [{"id": "public-key", "public_key_pem": Path(public_key).read_text()}]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read --public-key {public_key}: {exc}") from None
+        where = f"--public-key {public_key}"
+    else:
+        published = registry.request("GET", "keys")
+        keys = [{"id": f"registry:{row['key_id'][:16]}", "public_key_pem": row["public_key_pem"]} for row in published]
+        where = "a key the registry publishes at /api/v1/keys"
+    try:
+        return parse_policy({"methods": ["key"], "trusted_keys": keys})
+    except PolicyInvalid as exc:
+        raise CliError(f"{where} {exc.message}") from None  # e.g. "... is not a PEM public key: ..."
+
+
+def _namespace_policy(registry: Registry, namespace: str):
+    from registry.signing.policy import PolicyInvalid, parse_policy
+
+    body = registry.request("GET", f"namespaces/{namespace}/signing-policy")
+    try:
+        return body["version"], parse_policy(body["policy"])
+    except PolicyInvalid as exc:
+        raise CliError(f"the signing policy of {namespace!r} (v{body['version']}) cannot be applied: {exc}") from None
+
+
+def _trusted_root(path: str | None):
+    from registry.signing.verify import load_trusted_root
+
+    try:
+        return load_trusted_root(path)
+    except Exception as exc:  # OSError, JSON and sigstore's own errors: all mean an unusable file
+        raise CliError(f"cannot load the trusted root {path or '(packaged with sigstore)'}: {exc}") from None
+
+
+def _local_files(directory: Path) -> dict[str, str]:
+    from registry.signing.verify import SignatureRefused, hash_files
+
+    try:
+        return hash_files(directory)
+    except SignatureRefused as refused:
+        raise CliError(f"{refused.code}: {refused.message}") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {directory}: {exc}") from None
+
+
+def _verify_signature(row: dict, raw: bytes, policy, root, files: dict, digest: str) -> dict:
+    """One signature checked here, against `files`: the bundle's cryptography and signer, then the file set."""
+    from registry.signing.verify import SignatureRefused, match_files, verify_bundle
+
+    outcome = {"id": row["id"], "is_registry": row["is_registry"]}
+    try:
+        verified = verify_bundle(raw, policy, root)
+        match_files(verified, files, expected_digest=digest)
+    except SignatureRefused as refused:
+        summary = {**_row_summary(row), **{k: v for k, v in refused.details.items() if v}}
+        signer = _signer_text(summary, is_registry=row["is_registry"])
+        return {**outcome, "method": summary.get("method"), "signer": signer, "result": "failed",
+                "trusted": False, "code": refused.code, "reason": refused.message}  # fmt: skip
+    summary = verified.summary()
+    signer = _signer_text(summary, is_registry=row["is_registry"])
+    return {**outcome, "method": verified.method, "signer": signer, "result": "passed",
+            "trusted": verified.trusted, "code": "", "reason": ""}  # fmt: skip
+
+
+def _registry_reason(outcome: dict, public_key: str | None) -> str:
+    """The counter-signature's refusal in words about the registry (verify's own speak of a namespace)."""
+    if outcome["code"] != "signature_identity_mismatch":
+        return f"the registry's counter-signature: {outcome['reason']}"
+    trusted = f"the key in --public-key {public_key}" if public_key else "a key the registry publishes"
+    return f"the counter-signature is by {outcome['signer']}, which is not {trusted}"
+
+
+def _files_problem(files: dict, version: dict, directory: Path) -> str | None:
+    """Why the local files are not the version's, naming the first file that differs; None when they are."""
+    from registry.formats.manifest import manifest_digest
+
+    ref, listed = version["ref"], {f["path"]: f["sha256"] for f in version["files"]}
+    missing, extra = sorted(set(listed) - set(files)), sorted(set(files) - set(listed))
+    if missing:
+        return f"{missing[0]} of {ref} is missing from {directory}"
+    if extra:
+        return f"{extra[0]} is in {directory} but is not a file of {ref}"
+    changed = [name for name in sorted(files) if files[name] != listed[name]]
+    if changed:
+        return f"{changed[0]} has sha256 {files[changed[0]]}, but {ref} lists {listed[changed[0]]}"
+    root = manifest_digest(files.items())
+    if root != version["digest"]:
+        return f"the files' manifest root is sha256:{root}, but the digest of {ref} is sha256:{version['digest']}"
+    return None
+
+
+def _verify_problems(outcomes: list[dict], files_problem: str | None, policy, version: dict, args) -> list[str]:
+    """Every reason the check fails, most specific first: signatures, the files, missing signatures."""
+    problems = []
+    for outcome in outcomes:
+        if outcome["result"] == "failed":
+            reason = _registry_reason(outcome, args.public_key) if outcome["is_registry"] else outcome["reason"]
+            problems.append(f"{outcome['code']}: {reason}")
+    if files_problem:
+        problems.append(f"digest_mismatch: {files_problem}")
+    if not any(o["is_registry"] for o in outcomes):  # one that failed is reported above
+        problems.append(
+            f"countersignature_missing: no counter-signature from the registry on {version['ref']} "
+            "(it counter-signs a version once its checks pass)"
+        )
+    if policy.require_signature and not any(o["trusted"] and not o["is_registry"] for o in outcomes):
+        problems.append(
+            f"signature_required: namespace {version['namespace']!r} requires a signature from a trusted signer; "
+            f"{version['ref']} has none that verifies"
+        )
+    return problems
+
+
+def cmd_verify(args, registry: Registry) -> None:
+    """Fetch what the registry says about a version, then check a local copy of it offline."""
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise CliError(f"{directory} is not a directory")
+    version = registry.request("GET", f"adapters/{args.ref}")
+    rows = registry.request("GET", f"adapters/{version['id']}/signatures")  # by id: an alias may move
+    bundles = [registry.download(row["bundle_url"]) for row in rows]
+    registry_policy = _registry_key_policy(registry, args.public_key)
+    policy_version, policy = _namespace_policy(registry, version["namespace"])
+    root = _trusted_root(args.trusted_root)
+    # From here on nothing is fetched: the verdict rests on the files in DIRECTORY.
+    files = _local_files(directory)
+    outcomes = [
+        _verify_signature(row, raw, registry_policy if row["is_registry"] else policy, root, files, version["digest"])
+        for row, raw in zip(rows, bundles, strict=True)
+    ]
+    problems = _verify_problems(outcomes, _files_problem(files, version, directory), policy, version, args)
+    if args.json:
+        print(json.dumps({"ref": version["ref"], "digest": version["digest"], "directory": str(directory),
+                          "policy_version": policy_version, "verified": not problems, "signatures": outcomes,
+                          "problems": problems}, indent=2))  # fmt: skip
+    else:
+        _print_verification(version, directory, files, outcomes, problems)
+    if problems:
+        raise CliError(problems[0])
+
+
+def _print_verification(version: dict, directory: Path, files: dict, outcomes: list[dict], problems: list) -> None:
+    print(f"{version['ref']}  sha256:{version['digest']}  {len(files)} files in {directory}")
+    for outcome in outcomes:
+        kind = "registry" if outcome["is_registry"] else "signature"
+        result = outcome["result"] if outcome["result"] == "passed" else f"FAILED {outcome['code']}"
+        if outcome["result"] == "passed" and not outcome["trusted"]:
+            result += " (genuine, but the policy names no such signer)"
+        print(f"  {kind:<10} {outcome['method'] or '?':<12} {outcome['signer']}  {result}")
+    if not problems:
+        signers = ", ".join(o["signer"] for o in outcomes if not o["is_registry"])
+        signed = f"signed by {signers} and " if signers else ""
+        print(f"verified: the files are {version['ref']}, {signed}counter-signed by the registry")
+
+
 def _emit(args, kind: str, body: dict) -> None:
     if args.json:
         print(json.dumps(body, indent=2))
@@ -451,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     push_base = commands.add_parser("push-base", help="push a base model directory (Hugging Face layout)")
     push_base.add_argument("directory", help="config.json, *.safetensors (+ index), tokenizer and generation files")
     push_base.add_argument("--name", required=True, help="namespace/name")
+    push_base.add_argument("--signature", help=argparse.SUPPRESS)  # refused with a line saying why
     push_base.set_defaults(handler=cmd_push_base)
 
     push = commands.add_parser("push", help="push an adapter directory (PEFT layout)")
@@ -464,6 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--provenance",
         help="JSON file: mlflow_run_id, mlflow_run_uri, dataset_name, dataset_digest, code_commit, params",
+    )
+    push.add_argument(
+        "--signature",
+        metavar="FILE",
+        help=f"a model-signing bundle over the directory, sent with the push (default: DIRECTORY/{SIGNATURE_FILE} "
+        f"when present); {SIGNATURE_FILE} is never uploaded as a file",
     )
     push.set_defaults(handler=cmd_push)
 
@@ -523,8 +852,72 @@ def build_parser() -> argparse.ArgumentParser:
     from registry import pull
 
     pull.add_parser(commands).set_defaults(handler=cmd_pull)
+    _add_signing_parsers(commands)
     _accept_json_anywhere(parser)
     return parser
+
+
+def _add_signing_parsers(commands) -> None:
+    sign = commands.add_parser(
+        "sign",
+        help=f"sign an adapter directory with model_signing (writes DIRECTORY/{SIGNATURE_FILE}; offline)",
+        description=(
+            f"Write an OpenSSF model-signing v1.0 bundle over every file of DIRECTORY but {SIGNATURE_FILE}, "
+            "signed with a private key (key method) or a key and its certificate (certificate method). "
+            "Needs no registry, token or network; `adapterctl push DIRECTORY` then sends the bundle."
+        ),
+    )
+    sign.add_argument("directory", help="the adapter directory to sign")
+    sign.add_argument("--key", required=True, metavar="KEY.pem", help="unencrypted ECDSA private key (PEM)")
+    sign.add_argument("--certificate", metavar="CERT.pem", help="the key's signing certificate (certificate method)")
+    sign.add_argument(
+        "--chain",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="CA.pem",
+        help="certificates from the signing certificate up to the root, with --certificate",
+    )
+    sign.add_argument(
+        "--output", metavar="FILE", help=f"where to write the bundle (default DIRECTORY/{SIGNATURE_FILE})"
+    )
+    sign.set_defaults(handler=cmd_sign, offline=True)
+
+    attach = commands.add_parser(
+        "sign-attach",
+        help="attach another party's signature to an adapter version",
+        description=(
+            "Send a model-signing bundle over an existing adapter version; the registry verifies it against the "
+            "version's files and the namespace's signing policy and keeps it (exit 1 with the code when refused)."
+        ),
+    )
+    attach.add_argument("ref", help="the adapter version (any reference)")
+    attach.add_argument("file", help=f"the bundle, e.g. a {SIGNATURE_FILE} from `adapterctl sign --output`")
+    attach.set_defaults(handler=cmd_sign_attach)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a pulled copy of an adapter version against its signatures, offline",
+        description=(
+            "Fetch the version's digest, its signatures, the registry's public keys and the namespace's "
+            "signing policy, then verify everything locally: each signature over the files in DIRECTORY, the "
+            "registry's counter-signature, and the files' manifest root against the version's digest. "
+            "Exit 1 naming the first mismatch."
+        ),
+    )
+    verify.add_argument("ref", help="the adapter version (any reference)")
+    verify.add_argument("directory", help="the local copy, e.g. from `adapterctl pull`")
+    verify.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="trust only this key for the registry's counter-signature (a copy obtained outside the registry)",
+    )
+    verify.add_argument(
+        "--trusted-root",
+        metavar="FILE",
+        help="Sigstore trusted_root.json for keyless signatures (default: the one packaged with sigstore)",
+    )
+    verify.set_defaults(handler=cmd_verify)
 
 
 def _accept_json_anywhere(parser: argparse.ArgumentParser) -> None:
@@ -544,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.progress = sys.stderr.isatty() and not args.json
     try:
-        args.handler(args, Registry(args.url, args.token))
+        args.handler(args, None if getattr(args, "offline", False) else Registry(args.url, args.token))
     except CliError as exc:
         print(f"adapterctl: {exc}", file=sys.stderr)
         return EXIT_FAILURE

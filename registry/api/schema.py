@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 
 from registry.api.permissions import CanPushOrReadOnly
-from registry.refs import NAME_PATTERN, REF_PATTERN
+from registry.refs import NAME_PATTERN, NAMESPACE_SEGMENT, REF_PATTERN
 
 
 def _json_schema_regex(pattern: re.Pattern) -> str:
@@ -31,6 +31,7 @@ REF_DESCRIPTION = (
 )
 NAME_SCHEMA = {"type": "string", "pattern": NAME_REGEX, "description": "namespace/name"}
 REF_SCHEMA = {"type": "string", "pattern": REF_REGEX, "description": REF_DESCRIPTION}
+NAMESPACE_SCHEMA = {"type": "string", "pattern": f"^{NAMESPACE_SEGMENT}$", "description": "a namespace"}
 # Free text in queries: anything but NUL, which PostgreSQL cannot hold (DRF refuses it with a 400).
 # Non-empty, because allow_blank adds its own `maxLength: 0` alternative to a `oneOf`.
 TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\x00]+$"}
@@ -100,6 +101,8 @@ class RegistryAutoSchema(AutoSchema):
             if parameter["in"] == "path" and parameter["name"] == "ref":
                 parameter["schema"] = dict(REF_SCHEMA)
                 parameter["description"] = REF_DESCRIPTION
+            if parameter["in"] == "path" and parameter["name"] == "namespace":
+                parameter["schema"] = dict(NAMESPACE_SCHEMA)
         responses = operation["responses"]
         for code in self._implied_error_statuses(operation) - {int(c) for c in responses if c.isdigit()}:
             responses[str(code)] = self._get_response_for_code(error_responses(code)[code], str(code))

@@ -360,6 +360,9 @@ def version_countersign(version: AdapterVersion) -> Signature | None:
     if not settings.REGISTRY_COUNTERSIGN:
         return None
     key = keys.active_key()
+    existing = version.signatures.filter(is_registry=True, key_fingerprint=key.key_id).first()
+    if existing is not None:  # ECDSA signatures differ each time: sign a version once per key
+        return existing
     raw = countersign_bundle(version, key)
     registry_policy = CurrentPolicy(None, keys.registry_keys_policy())
     verified = verify_bundle(raw, registry_policy.policy, trusted_root())

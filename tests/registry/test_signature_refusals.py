@@ -268,6 +268,7 @@ def test_keys_listed_without_authentication_and_kept_after_rotation(alice_client
     version = AdapterVersion.objects.get()
     counter = version_countersign(version)
     assert (counter.is_registry, counter.method, counter.key_fingerprint) == (True, "key", key["key_id"])
+    assert version_countersign(version).pk == counter.pk  # once per key, however often it becomes ready
 
     call_command("signing_key", rotate=True, stdout=io.StringIO())
     keys = anonymous.get("/api/v1/keys").json()

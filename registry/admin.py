@@ -1,8 +1,25 @@
 """Admin: read-mostly views for operators. Versions are immutable, so they are not editable here."""
 
+import re
+
+from django import forms
 from django.contrib import admin
 
-from registry.models import Adapter, AdapterAlias, AdapterVersion, BaseModel, BaseModelVersion, Blob
+from registry.models import (
+    Adapter,
+    AdapterAlias,
+    AdapterVersion,
+    BaseModel,
+    BaseModelVersion,
+    Blob,
+    RegistryKey,
+    Signature,
+    SignatureVerification,
+    SigningPolicy,
+)
+from registry.refs import NAMESPACE_SEGMENT
+from registry.services.signatures import signing_policy_current, signing_policy_set
+from registry.signing.policy import PolicyInvalid, parse_policy
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -53,3 +70,96 @@ class BlobAdmin(ReadOnlyAdmin):
 class AdapterAliasAdmin(ReadOnlyAdmin):
     list_display = ("adapter", "name", "version", "updated_at")
     list_select_related = ("adapter", "version__adapter")
+
+
+# --- Signatures ------------------------------------------------------------------------------
+
+
+class SigningPolicyForm(forms.ModelForm):
+    """A new version of a namespace's policy, checked by the same parser as the API's PUT."""
+
+    document = forms.JSONField(widget=forms.Textarea(attrs={"rows": 20, "cols": 100, "spellcheck": "false"}))
+
+    class Meta:
+        model = SigningPolicy
+        fields = ("namespace", "document", "reason")
+
+    def clean_namespace(self):
+        namespace = self.cleaned_data["namespace"]
+        if not re.fullmatch(NAMESPACE_SEGMENT, namespace):
+            raise forms.ValidationError("not a namespace (letters, digits, . _ -; at most 64 characters)")
+        return namespace
+
+    def clean_document(self):
+        document = self.cleaned_data["document"]
+        try:
+            parse_policy(document)
+        except PolicyInvalid as exc:
+            raise forms.ValidationError(f"{exc.field}: {exc.message}") from None
+        return document
+
+
+@admin.register(SigningPolicy)
+class SigningPolicyAdmin(admin.ModelAdmin):
+    """Policies are versioned, never edited: "add" stores the next version through the service."""
+
+    form = SigningPolicyForm
+    list_display = ("namespace", "version", "require_signature", "created_at", "created_by")
+    list_filter = ("namespace",)
+    search_fields = ("namespace",)
+    list_select_related = ("created_by",)
+
+    @admin.display(boolean=True)
+    def require_signature(self, obj) -> bool:
+        return bool(obj.document.get("require_signature"))
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_changeform_initial_data(self, request):
+        """?namespace=acme starts from acme's current document, so a change is an edit of what holds now."""
+        initial = super().get_changeform_initial_data(request)
+        namespace = initial.get("namespace", "")
+        if namespace and re.fullmatch(NAMESPACE_SEGMENT, namespace):
+            initial["document"] = signing_policy_current(namespace).policy.document()
+        return initial
+
+    def save_model(self, request, obj, form, change):
+        # The document was parsed in the form; the service numbers the version (a concurrent save: 409, retry).
+        saved = signing_policy_set(
+            namespace=form.cleaned_data["namespace"],
+            document=form.cleaned_data["document"],
+            user=request.user,
+            reason=form.cleaned_data.get("reason", ""),
+        )
+        # The admin logs and links the object it handed in: make it the stored row.
+        obj.pk, obj.version, obj.document, obj.created_at, obj.created_by = (
+            saved.pk, saved.version, saved.document, saved.created_at, saved.created_by,
+        )  # fmt: skip
+        obj._state.adding = False
+
+
+@admin.register(Signature)
+class SignatureAdmin(ReadOnlyAdmin):
+    list_display = ("version", "is_registry", "method", "signer_identity", "result", "trusted", "policy_version",
+                    "verified_at")  # fmt: skip
+    list_filter = ("result", "method", "is_registry", "trusted")
+    search_fields = ("version__adapter__namespace", "version__adapter__name", "signer_identity", "key_id")
+    list_select_related = ("version__adapter",)
+
+
+@admin.register(SignatureVerification)
+class SignatureVerificationAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "adapter_name", "trigger", "result", "code", "method", "signer_identity",
+                    "policy_version")  # fmt: skip
+    list_filter = ("result", "trigger", "method", "code")
+    search_fields = ("adapter_name", "digest", "signer_identity", "key_id")
+    date_hierarchy = "created_at"
+
+
+@admin.register(RegistryKey)
+class RegistryKeyAdmin(ReadOnlyAdmin):
+    list_display = ("key_id", "algorithm", "created_at", "retired_at")

@@ -31,6 +31,12 @@ urlpatterns = [
         views.adapter_evaluate_action,
         name="adapter-evaluate",
     ),
+    path(
+        "adapters/<str:namespace>/<str:name>/v<int:number>/verify",
+        views.adapter_verify_action,
+        name="adapter-verify",
+    ),
+    path("namespaces/<str:namespace>/signing-policy", views.signing_policy, name="signing-policy"),
     path("workers/", views.worker_list, name="workers"),
     path("jobs/<uuid:job_id>/redispatch", views.job_redispatch_action, name="job-redispatch"),
     path("jobs/<uuid:job_id>/cancel", views.job_cancel_action, name="job-cancel"),

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from registry import selectors
@@ -23,8 +23,16 @@ from registry.refs import parse_ref
 from registry.roles import can_push, is_admin
 from registry.services.checks import adapter_version_evaluate
 from registry.services.jobs import job_cancel, job_dispatch
+from registry.services.signatures import signing_policy_set, version_verify
 from registry.services.suites import REQUIRED_HEAD, evaluation_suite_get, version_head
 from ui.lineage import lineage_svg
+from ui.signing import (
+    NAMESPACE_PATTERN,
+    namespaces_requiring_signatures,
+    policy_context,
+    policy_document_from_text,
+    signing_context,
+)
 
 PAGE_SIZE = 25
 
@@ -104,12 +112,16 @@ def _version_or_404(resolve, namespace: str, name: str, number: int):
 @login_required
 def base_detail(request, namespace: str, name: str, number: int):
     version = _version_or_404(selectors.base_version_get, namespace, name, number)
+    adapters = list(
+        selectors.adapter_version_list(base=version)
+        .annotate(signed=selectors.signed_by_someone())
+        .order_by("adapter__namespace", "adapter__name", "number")
+    )
     context = {
         "version": version,
         "files": list(version.files.select_related("blob")),
-        "adapters": selectors.adapter_version_list(base=version).order_by(
-            "adapter__namespace", "adapter__name", "number"
-        ),
+        "adapters": adapters,
+        "signing_required": namespaces_requiring_signatures(adapter.adapter.namespace for adapter in adapters),
         "history": version.base_model.versions.order_by("-number"),
         "config_items": _config_summary(version.config),
     }
@@ -165,8 +177,10 @@ def _filtered_adapters(filters: dict):
 @login_required
 def adapter_list(request):
     filters = _adapter_filters(request)
+    page = _page_of(request, _filtered_adapters(filters).annotate(signed=selectors.signed_by_someone()))
     context = {
-        "page": _page_of(request, _filtered_adapters(filters)),
+        "page": page,
+        "signing_required": namespaces_requiring_signatures(version.adapter.namespace for version in page),
         "filters": filters,
         "statuses": Status.values,
         "base_choices": selectors.base_version_queryset().order_by(
@@ -226,10 +240,16 @@ def _checks_context(version) -> dict:
 
 def _version_context(version) -> dict:
     """What the status badge, lineage and versions table show; sent again when checks finish."""
+    history = (
+        version.adapter.versions.select_related("base_version__base_model")
+        .annotate(signed=selectors.signed_by_someone())
+        .order_by("-number")
+    )
     return {
         "version": version,
-        "history": version.adapter.versions.select_related("base_version__base_model").order_by("-number"),
+        "history": history,
         "lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id),
+        **signing_context(version),
     }
 
 
@@ -280,6 +300,56 @@ def adapter_evaluate_action(request, namespace: str, name: str, number: int):
     else:
         messages.success(request, f"Evaluation on {suite.ref} queued; results appear below.")
     return redirect("ui:adapter-detail", namespace, name, number)
+
+
+def _verification_summary(outcome) -> str:
+    if outcome.code:
+        return f"Verification failed: {outcome.code}: {outcome.reason}"
+    if not outcome.verifications:
+        return f"Nothing to verify: no signature, and policy v{outcome.policy_version} does not require one."
+    return f"Verified: every signature holds against policy v{outcome.policy_version} and the stored files."
+
+
+@require_POST
+@login_required
+def adapter_verify_action(request, namespace: str, name: str, number: int):
+    """The Verify now button: the same service as POST /api/v1/adapters/<ref>/verify (blobs re-hashed, today's policy).
+
+    htmx swaps the signature panel with the outcome in it; without JavaScript the page reloads with a message.
+    """
+    version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    outcome = version_verify(version, user=request.user)
+    if _wants_fragment(request):
+        context = {"version": version, **signing_context(version), "outcome": outcome}
+        return render(request, "ui/adapter_detail.html#signatures", context)
+    if outcome.code:
+        messages.error(request, _verification_summary(outcome))
+    else:
+        messages.success(request, _verification_summary(outcome))
+    return redirect("ui:adapter-detail", namespace, name, number)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def signing_policy(request, namespace: str):
+    """A namespace's signing policy and its history; admins save a new version (never an edit in place)."""
+    if not NAMESPACE_PATTERN.fullmatch(namespace):
+        raise Http404("not a namespace")
+    context = {**policy_context(namespace), "can_edit": is_admin(request.user)}
+    if request.method == "GET":
+        return render(request, "ui/signing_policy.html", context)
+    if not context["can_edit"]:
+        raise PermissionDenied("changing a signing policy needs the admin role")
+    text, reason = request.POST.get("document", ""), request.POST.get("reason", "")
+    try:
+        document = policy_document_from_text(text)
+        saved = signing_policy_set(namespace=namespace, document=document, user=request.user, reason=reason)
+    except RegistryError as error:
+        # Shown beside the form, the admin's text kept as typed so one typo costs nothing.
+        context.update(error=error, document_text=text, reason=reason)
+        return render(request, "ui/signing_policy.html", context, status=422)
+    messages.success(request, f"Saved policy v{saved.version} of {namespace}.")
+    return redirect("ui:signing-policy", namespace)
 
 
 @login_required

@@ -7,14 +7,28 @@
   const statusLine = document.getElementById("upload-status");
   const errorLine = document.getElementById("upload-error");
 
-  function chosenFiles() {
-    const fromDirectory = Array.from(form.elements.directory.files).map((file) => {
+  // As `adapterctl push` does: a model.sig at the top of the directory is its signature, not one of its files.
+  const SIGNATURE_FILE = "model.sig";
+
+  function directoryFiles() {
+    return Array.from(form.elements.directory.files).map((file) => {
       // Drop the chosen directory's own name: the registry wants paths inside it.
       const parts = (file.webkitRelativePath || file.name).split("/");
       return [parts.slice(1).join("/") || file.name, file];
     });
+  }
+
+  function chosenFiles() {
+    const fromDirectory = directoryFiles().filter(([path]) => path !== SIGNATURE_FILE);
     const loose = Array.from(form.elements.files.files).map((file) => [file.name, file]);
     return fromDirectory.concat(loose);
+  }
+
+  function chosenSignature() {
+    const chosen = form.elements.signature.files[0];
+    if (chosen) return chosen;
+    const beside = directoryFiles().find(([path]) => path === SIGNATURE_FILE);
+    return beside ? beside[1] : null;
   }
 
   function showError(text) {
@@ -38,6 +52,9 @@
       if (value) data.append(field, value);
     }
     for (const [path, file] of files) data.append("file", file, path);
+    // The signature travels as its own part (the API's 'signature'), never as one of the adapter's files.
+    const signature = chosenSignature();
+    if (signature) data.append("signature", signature, SIGNATURE_FILE);
 
     const request = new XMLHttpRequest();
     request.open("POST", form.dataset.api);

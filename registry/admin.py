@@ -128,7 +128,7 @@ class SigningPolicyAdmin(admin.ModelAdmin):
         return initial
 
     def save_model(self, request, obj, form, change):
-        # The document was parsed in the form; the service numbers the version (a concurrent save: 409, retry).
+        # The document was parsed in the form; the service numbers the version under a lock.
         saved = signing_policy_set(
             namespace=form.cleaned_data["namespace"],
             document=form.cleaned_data["document"],

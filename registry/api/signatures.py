@@ -209,7 +209,7 @@ class SigningPolicyView(APIView):
 
     @extend_schema(
         request={"application/json": {"type": "object", "description": "the policy document (README, Signatures)"}},
-        responses={200: SigningPolicyResponseSerializer, **error_responses(409)},
+        responses=SigningPolicyResponseSerializer,
     )
     def put(self, request, namespace):
         signing_policy_set(namespace=_namespace(namespace), document=request.data, user=request.user)

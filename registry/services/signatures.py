@@ -12,11 +12,11 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from registry.errors import Conflict, InvalidArtifact, RegistryError
+from registry.errors import InvalidArtifact, RegistryError
 from registry.models import AdapterVersion, Signature, SignatureVerification, SigningPolicy
 from registry.refs import parse_name
 from registry.signing import keys
@@ -64,19 +64,18 @@ def signing_policy_set(*, namespace: str, document, user, reason: str = "") -> S
         policy = parse_policy(document)
     except PolicyInvalid as exc:
         raise RegistryError("policy_invalid", exc.message, field=exc.field) from None
-    try:
-        with transaction.atomic():
-            rows = SigningPolicy.objects.select_for_update().filter(namespace=namespace)
-            latest = rows.aggregate(highest=Max("version"))["highest"] or 0
-            return SigningPolicy.objects.create(
-                namespace=namespace,
-                version=latest + 1,
-                document=policy.document(),
-                reason=reason[:2000],
-                created_by=user if user and user.is_authenticated else None,
-            )
-    except IntegrityError:
-        raise Conflict("concurrent_write", f"the policy of {namespace!r} changed at the same time; retry") from None
+    with transaction.atomic():
+        # Serialises version numbering per namespace, the first version included (no row to lock yet).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"signing-policy:{namespace}"])
+        latest = SigningPolicy.objects.filter(namespace=namespace).aggregate(highest=Max("version"))["highest"] or 0
+        return SigningPolicy.objects.create(
+            namespace=namespace,
+            version=latest + 1,
+            document=policy.document(),
+            reason=reason[:2000],
+            created_by=user if user and user.is_authenticated else None,
+        )
 
 
 def trusted_root():

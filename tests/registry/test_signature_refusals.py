@@ -291,3 +291,21 @@ def test_countersigning_can_be_turned_off(alice_client, base, adapter, settings)
 def test_key_file_is_private(alice_client, settings):
     APIClient().get("/api/v1/keys")
     assert settings.REGISTRY_SIGNING_KEY_FILE.stat().st_mode & 0o777 == 0o600
+
+
+def test_concurrent_policy_changes_get_consecutive_versions(transactional_db, carol, key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from registry.services.signatures import signing_policy_set
+
+    def change(_):
+        try:
+            return signing_policy_set(namespace="fresh", document=key_policy(key), user=carol).version
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = sorted(pool.map(change, range(8)))
+    assert versions == list(range(1, 9))

@@ -32,6 +32,7 @@ lint: install
 benchmark: install
 	$(BIN)/python benchmarks/upload_throughput.py
 	$(BIN)/python benchmarks/list_latency.py
+	$(BIN)/python benchmarks/signature_verify.py
 
 clean:
 	rm -rf var/tmp var/broker var/staticfiles

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class RegistryConfig(AppConfig):
     name = "registry"
     verbose_name = "Adapter Registry"
+
+    def ready(self):
+        from registry import checks  # noqa: F401  (registers the start-up checks)

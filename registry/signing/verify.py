@@ -116,8 +116,13 @@ class VerifiedBundle:
 @dataclass(frozen=True)
 class TrustRoot:
     root: object  # sigstore.models.TrustedRoot
+    verifier: object  # a sigstore Verifier over it, built once (it validates the root's keys)
     id: str  # SHA-256 of the trusted_root.json bytes, recorded with every keyless verification
     path: str
+
+
+class TrustRootInvalid(ValueError):
+    """The configured trusted root cannot be used: an operator's problem, not a signer's."""
 
 
 def packaged_trusted_root_path() -> Path:
@@ -129,13 +134,18 @@ def packaged_trusted_root_path() -> Path:
 @functools.lru_cache(maxsize=8)
 def load_trusted_root(path: str | None = None) -> TrustRoot:
     """A pinned trusted root from a file (never a TUF refresh: verification stays offline)."""
+    from sigstore.errors import Error as SigstoreError
     from sigstore.models import TrustedRoot
+    from sigstore.verify import Verifier
 
     root_path = Path(path) if path else packaged_trusted_root_path()
-    raw = root_path.read_bytes()
-    return TrustRoot(
-        root=TrustedRoot.from_file(str(root_path)), id=hashlib.sha256(raw).hexdigest(), path=str(root_path)
-    )
+    try:
+        raw = root_path.read_bytes()
+        root = TrustedRoot.from_file(str(root_path))
+        verifier = Verifier(trusted_root=root)
+    except (OSError, ValueError, SigstoreError) as exc:
+        raise TrustRootInvalid(f"the Sigstore trusted root {root_path} cannot be used: {exc}") from None
+    return TrustRoot(root=root, verifier=verifier, id=hashlib.sha256(raw).hexdigest(), path=str(root_path))
 
 
 # --- Reading bundles -------------------------------------------------------------------------
@@ -280,7 +290,6 @@ def _method_allowed(method: str, policy: SigningPolicy, details: dict) -> None:
 def _verify_keyless(raw: bytes, document: dict, policy: SigningPolicy, root: TrustRoot, artifact: bytes | None):
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import Bundle
-    from sigstore.verify import Verifier
 
     try:
         bundle = Bundle.from_json(raw)
@@ -289,7 +298,7 @@ def _verify_keyless(raw: bytes, document: dict, policy: SigningPolicy, root: Tru
     signer = _keyless_signer(bundle.signing_certificate, document)
     details = {"method": METHOD_KEYLESS, **asdict(signer)}
     _method_allowed(METHOD_KEYLESS, policy, details)
-    verifier = Verifier(trusted_root=root.root)
+    verifier = root.verifier
     try:
         if artifact is not None:
             verifier.verify_artifact(artifact, bundle, _CheckedAfterwards())

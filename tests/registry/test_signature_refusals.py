@@ -25,6 +25,8 @@ from tests.signing_helpers import (
     sign_with_key,
 )
 
+pytestmark = pytest.mark.usefixtures("no_network")
+
 
 @pytest.fixture
 def carol_client(carol):
@@ -309,3 +311,14 @@ def test_concurrent_policy_changes_get_consecutive_versions(transactional_db, ca
     with ThreadPoolExecutor(max_workers=4) as pool:
         versions = sorted(pool.map(change, range(8)))
     assert versions == list(range(1, 9))
+
+
+def test_a_broken_trusted_root_stops_the_start_not_a_push(settings, tmp_path):
+    from registry.checks import sigstore_trusted_root
+
+    assert sigstore_trusted_root(None) == []
+    broken = tmp_path / "trusted_root.json"
+    broken.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
+    settings.SIGSTORE_TRUSTED_ROOT = str(broken)
+    [error] = sigstore_trusted_root(None)
+    assert error.id == "registry.E001" and str(broken) in error.msg

@@ -14,7 +14,7 @@ from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly, IsAdminRole
 from registry.api.schema import error_responses
 from registry.api.tokens import token_issue
-from registry.errors import Conflict, RegistryError
+from registry.errors import Conflict, RegistryError, UploadRefused
 from registry.models import AdapterVersion, Job
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
@@ -75,6 +75,10 @@ class BaseVersionListView(APIView):
         with upload_scope(request):
             form = s.BaseUploadSerializer(data=request.data)
             form.is_valid(raise_exception=True)
+            if incoming_signature(request) is not None:  # refused rather than silently dropped
+                raise UploadRefused(
+                    "signature_unsupported", "signatures are verified for adapter versions; push the base without one"
+                )
             result = base_model_version_ingest(
                 name=form.validated_data["name"], files=incoming_files(request), user=request.user
             )

@@ -322,3 +322,9 @@ def test_a_broken_trusted_root_stops_the_start_not_a_push(settings, tmp_path):
     settings.SIGSTORE_TRUSTED_ROOT = str(broken)
     [error] = sigstore_trusted_root(None)
     assert error.id == "registry.E001" and str(broken) in error.msg
+
+
+def test_a_base_push_with_a_signature_is_refused_not_silently_dropped(alice_client, zoo):
+    response = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama), b"{}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "signature_unsupported"

@@ -83,7 +83,7 @@ def _ingest_base(directory: Path, name: str, user):
         return base_model_version_ingest(name=name, files=files, user=user).version
 
 
-def _ingest_adapter(directory: Path, name: str, base, user, parent=None, provenance=None):
+def _ingest_adapter(directory: Path, name: str, base, user, parent=None, provenance=None, signature=None):
     with incoming_from_directory(directory) as files:
         return adapter_version_ingest(
             name=name,
@@ -91,8 +91,45 @@ def _ingest_adapter(directory: Path, name: str, base, user, parent=None, provena
             base_ref=str(base.id),
             parent_ref=str(parent.id) if parent else None,
             provenance=provenance,
+            signature=signature,
             user=user,
         ).version
+
+
+def _demo_signature(root: Path, model: Path) -> bytes:
+    """A signature by the demo's "CI" key, which the demo namespace's policy trusts.
+
+    Made once and kept beside the model (not in it: it is no file of the version), so
+    a restart re-sends the same bundle and adds no second signature.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from registry.services.signatures import signing_policy_current, signing_policy_set
+    from registry.signing.sign import sign_directory
+
+    key_path, bundle_path = root / "demo-ci-key.pem", root / f"{model.name}.sig"
+    if not key_path.exists():
+        private = ec.generate_private_key(ec.SECP256R1())
+        key_path.write_bytes(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        key_path.chmod(0o600)
+        bundle_path.unlink(missing_ok=True)
+    if not bundle_path.exists():
+        sign_directory(model, key=key_path, output=bundle_path)
+    if signing_policy_current("demo").row is None:
+        public = serialization.load_pem_private_key(key_path.read_bytes(), password=None).public_key()
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        signing_policy_set(
+            namespace="demo",
+            document={"trusted_keys": [{"id": "demo-ci", "public_key_pem": pem.decode(), "revoked_at": None}]},
+            user=User.objects.get(username="admin"),
+            reason="demo: trust the demo CI key; signatures optional",
+        )
+    return bundle_path.read_bytes()
 
 
 def build_demo_models(root: Path) -> dict[str, Path]:
@@ -153,7 +190,12 @@ def seed_demo(root: Path) -> list[str]:
         models["support-v1"], "demo/support-bot", llama, engineer, provenance=_provenance(corpus, steps=4, lr=5e-3)
     )
     v2 = _ingest_adapter(
-        models["support-v2"], "demo/support-bot", llama, engineer, provenance=_provenance(corpus, steps=12, lr=5e-3)
+        models["support-v2"],
+        "demo/support-bot",
+        llama,
+        engineer,
+        provenance=_provenance(corpus, steps=12, lr=5e-3),
+        signature=_demo_signature(root, models["support-v2"]),
     )
     dora = _ingest_adapter(
         models["support-dora"],

@@ -6,7 +6,7 @@ from safetensors.numpy import load_file
 
 from registry import roles
 from registry.demo.seed import DEMO_USERS, ensure_demo_users, ensure_roles, seed_demo
-from registry.models import AdapterVersion, BaseModelVersion, Blob, Job
+from registry.models import AdapterVersion, BaseModelVersion, Blob, Job, Signature, SigningPolicy
 
 
 def test_it_seeds_trained_adapters_with_lineage_once(db, tmp_path):
@@ -18,6 +18,8 @@ def test_it_seeds_trained_adapters_with_lineage_once(db, tmp_path):
         AdapterVersion.objects.count(),
         Blob.objects.count(),
         Job.objects.count(),
+        Signature.objects.count(),
+        SigningPolicy.objects.count(),
     )
 
     ensure_demo_users()
@@ -27,7 +29,17 @@ def test_it_seeds_trained_adapters_with_lineage_once(db, tmp_path):
         AdapterVersion.objects.count(),
         Blob.objects.count(),
         Job.objects.count(),
+        Signature.objects.count(),
+        SigningPolicy.objects.count(),
     ) == counts
+    # One version arrives signed by the demo CI key, which the demo namespace's policy trusts.
+    signed = Signature.objects.get()
+    assert (signed.version.ref, signed.key_id, signed.trusted, signed.policy_version) == (
+        "demo/support-bot:v2",
+        "demo-ci",
+        True,
+        1,
+    )
     # Every demo adapter passes the static check and is queued for the dynamic one and an evaluation.
     assert set(AdapterVersion.objects.values_list("status", flat=True)) == {"checking"}
     assert Job.objects.filter(kind="evaluation").count() == AdapterVersion.objects.count()

@@ -30,7 +30,7 @@ from registry.formats.safetensors_header import (
 )
 
 MAX_BASE_CONFIG_BYTES = 1024 * 1024
-# Column sizes of BaseModelVersion (registry/models.py): checked before anything is written.
+# Column sizes of BaseModelVersion (registry/models/catalog.py): checked before anything is written.
 MAX_ARCHITECTURE_LENGTH = 128
 MAX_MODEL_TYPE_LENGTH = 64
 MAX_POSITIVE_INT = 2**31 - 1  # PositiveIntegerField is a PostgreSQL integer

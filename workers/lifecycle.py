@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from registry.broker import direct_queue_name
 from registry.models import Worker
+from registry.services.transitions import worker_state_move, worker_stopped
 from workers.execute import cache_snapshot
 from workers.runtime.device import probe
 
@@ -59,7 +60,8 @@ def _heartbeat_loop(hostname: str) -> None:
     while not _state["stop"].wait(settings.WORKER_HEARTBEAT_SECONDS):
         try:
             close_old_connections()
-            Worker.objects.filter(hostname=hostname).update(**_report())
+            report = _report()
+            worker_state_move(hostname, report.pop("state"), **report)
         except Exception:  # a missed beat is retried at the next tick; the reaper tolerates a few
             logger.exception("heartbeat failed")
 
@@ -69,7 +71,7 @@ def unregister(sender, **kwargs):
     _state["stop"].set()
     if _state["hostname"]:
         close_old_connections()
-        Worker.objects.filter(hostname=_state["hostname"]).update(state=Worker.State.STOPPED, resident={})
+        worker_stopped(_state["hostname"])
 
 
 def current_worker() -> Worker:

@@ -18,6 +18,7 @@ from registry.services.jobs import (
     jobs_redispatch,
     workers_reap,
 )
+from registry.services.transitions import job_released
 from workers import execute
 from workers.lifecycle import current_worker
 
@@ -72,9 +73,7 @@ def run_job(self, job_id: str) -> str:
             outcome = execute.evaluation(job)
             recorded = job_complete_evaluation(job=job, worker=worker, **outcome)
     except TRANSIENT:
-        Job.objects.filter(id=job.id, claimed_by=worker, state=Job.State.RUNNING).update(
-            state=Job.State.QUEUED, claimed_by=None
-        )
+        job_released(job, worker)
         raise
     except Exception as exc:  # the job failed on its merits: record why, do not retry
         logger.exception("job %s failed", job.id)

@@ -13,6 +13,7 @@ from registry.formats.peft_config import peft_overrides
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
 from registry.services.jobs import job_create, version_tensor_headers
 from registry.services.suites import suite_check_fits, suite_misfit
+from registry.services.transitions import version_rejected, version_status_move
 
 
 @transaction.atomic
@@ -27,11 +28,9 @@ def adapter_version_static_check(version: AdapterVersion) -> Check:
         defaults={"verdict": result.verdict, "reasons": result.reasons, "details": result.details},
     )
     if result.verdict == Check.Verdict.FAIL:
-        AdapterVersion.objects.filter(id=version.id).update(
-            status=Status.REJECTED, status_reason=f"static check: {result.reasons[0]}"[:2000]
-        )
+        version_rejected(version, f"static check: {result.reasons[0]}")
     else:
-        AdapterVersion.objects.filter(id=version.id).update(status=Status.CHECKING, status_reason="")
+        version_status_move(version, Status.CHECKING)
     return check
 
 

@@ -20,6 +20,14 @@ from registry.broker import publish_job
 from registry.formats.safetensors_header import TensorInfo, read_header_from
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.services.signatures import version_countersign
+from registry.services.transitions import (
+    job_cancelled,
+    job_claimed,
+    job_finished,
+    job_released,
+    version_status_move,
+    worker_lost,
+)
 from registry.storage import get_blob_store
 
 logger = logging.getLogger(__name__)
@@ -95,27 +103,11 @@ def job_create(*, kind: str, adapter_version: AdapterVersion, suite: EvaluationS
 
 def job_claim(*, job_id, worker: Worker) -> Job | None:
     """Take a queued job for this worker; None when it is gone, done or taken."""
-    claimed = Job.objects.filter(id=job_id, state=Job.State.QUEUED).update(
-        state=Job.State.RUNNING,
-        claimed_by=worker,
-        ran_on=worker.hostname,
-        started_at=timezone.now(),
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
+    if not job_claimed(job_id, worker):
         return None
     return Job.objects.select_related(
         "adapter_version__base_version__base_model", "adapter_version__adapter", "suite"
     ).get(id=job_id)
-
-
-def _finish(job: Job, worker: Worker, **fields) -> bool:
-    """Close a job only if this worker still holds it; False when the claim was lost (reaped)."""
-    return bool(
-        Job.objects.filter(id=job.id, state=Job.State.RUNNING, claimed_by=worker).update(
-            finished_at=timezone.now(), **fields
-        )
-    )
 
 
 def _refresh_adapter_status(version: AdapterVersion) -> None:
@@ -129,11 +121,8 @@ def _refresh_adapter_status(version: AdapterVersion) -> None:
         status, reason = Status.READY, ""
     else:
         status, reason = Status.CHECKING, ""
-    became_ready = (
-        status == Status.READY and AdapterVersion.objects.filter(id=version.id).exclude(status=Status.READY).exists()
-    )
-    AdapterVersion.objects.filter(id=version.id).update(status=status, status_reason=reason[:2000])
-    if became_ready:
+    move = version_status_move(version, status, reason)
+    if move.changed and move.after == Status.READY:
         _countersign(version)
 
 
@@ -144,17 +133,19 @@ def _countersign(version: AdapterVersion) -> None:
         with transaction.atomic():  # a savepoint: a failure here leaves the completion intact
             version_countersign(version)
     except (OSError, ImproperlyConfigured, DatabaseError) as exc:
-        logger.error("could not counter-sign %s: %s; run `manage.py countersign` once the key is fixed", version.ref, exc)
+        logger.error(
+            "could not counter-sign %s: %s; run `manage.py countersign` once the key is fixed", version.ref, exc
+        )
 
 
 @transaction.atomic
 def job_complete_compatibility(
     *, job: Job, worker: Worker, verdict: str, reasons: list[str], details: dict, base_was_resident: bool
 ) -> bool:
-    if not _finish(
+    if not job_finished(
         job,
         worker,
-        state=Job.State.SUCCEEDED,
+        Job.State.SUCCEEDED,
         base_was_resident=base_was_resident,
         result={"verdict": verdict, "reasons": reasons},
     ):
@@ -170,12 +161,12 @@ def job_complete_compatibility(
 
 @transaction.atomic
 def job_complete_evaluation(*, job: Job, worker: Worker, result: dict, base_was_resident: bool) -> bool:
-    return _finish(job, worker, state=Job.State.SUCCEEDED, base_was_resident=base_was_resident, result=result)
+    return job_finished(job, worker, Job.State.SUCCEEDED, base_was_resident=base_was_resident, result=result)
 
 
 @transaction.atomic
 def job_fail(*, job: Job, worker: Worker, error: str) -> bool:
-    if not _finish(job, worker, state=Job.State.FAILED, error=error[:4000]):
+    if not job_finished(job, worker, Job.State.FAILED, error=error[:4000]):
         return False
     if job.kind == Job.Kind.COMPATIBILITY:
         Check.objects.update_or_create(
@@ -204,13 +195,10 @@ def workers_reap() -> list[str]:
             state=Worker.State.ONLINE, last_heartbeat_at__lt=cutoff
         )
         for worker in silent:
-            Worker.objects.filter(id=worker.id).update(state=Worker.State.LOST, resident={})
-            logger.warning("worker %s stopped heartbeating; marked lost", worker.hostname)
+            if worker_lost(worker):
+                logger.warning("worker %s stopped heartbeating; marked lost", worker.hostname)
         for job in Job.objects.filter(state=Job.State.RUNNING, claimed_by__state__in=GONE):
-            reset = Job.objects.filter(id=job.id, state=Job.State.RUNNING).update(
-                state=Job.State.QUEUED, claimed_by=None, started_at=None
-            )
-            if reset:
+            if job_released(job):
                 job_enqueue(job)
                 requeued.append(str(job.id))
     return requeued
@@ -268,10 +256,7 @@ def job_cancel(*, job: Job, reason: str = "cancelled by an operator") -> bool:
     A cancelled compatibility job leaves the adapter without its dynamic check, so the
     version is rejected with the reason rather than left `checking` forever.
     """
-    cancelled = Job.objects.filter(id=job.id, state__in=[Job.State.QUEUED, Job.State.RUNNING]).update(
-        state=Job.State.CANCELLED, claimed_by=None, finished_at=timezone.now(), error=reason[:4000]
-    )
-    if not cancelled:
+    if not job_cancelled(job, reason):
         return False
     if job.kind == Job.Kind.COMPATIBILITY:
         Check.objects.update_or_create(

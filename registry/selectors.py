@@ -22,14 +22,18 @@ def adapter_version_queryset() -> QuerySet[AdapterVersion]:
     return AdapterVersion.objects.select_related("adapter", "created_by", "base_version__base_model", "parent__adapter")
 
 
-def _resolve(queryset: QuerySet, ref_text: str, repository_field: str, kind: str):
+def resolve_ref(queryset: QuerySet, ref_text: str, *, kind: str, repository_field: str | None = None):
+    """The one place a reference (UUID, version number, digest, alias, or the newest) becomes a row.
+
+    `repository_field` is where namespace and name live (`adapter`, `base_model`), None when they
+    are on the row itself (suites). Only adapter versions have aliases; `:latest` is the newest.
+    """
     ref = parse_ref(ref_text)
     if ref.id is not None:
         found = queryset.filter(id=ref.id).first()
     else:
-        named = queryset.filter(
-            **{f"{repository_field}__namespace": ref.namespace, f"{repository_field}__name": ref.name}
-        )
+        prefix = f"{repository_field}__" if repository_field else ""
+        named = queryset.filter(**{f"{prefix}namespace": ref.namespace, f"{prefix}name": ref.name})
         if ref.number is not None:
             found = named.filter(number=ref.number).first()
         elif ref.digest is not None:
@@ -43,12 +47,17 @@ def _resolve(queryset: QuerySet, ref_text: str, repository_field: str, kind: str
     return found
 
 
+def adapter_alias_target(adapter_id, alias: str) -> AdapterVersion | None:
+    """The version an adapter's alias points to now (None when the alias is not set)."""
+    return adapter_version_queryset().filter(adapter_id=adapter_id, aliases__name=alias).first()
+
+
 def base_version_get(ref: str) -> BaseModelVersion:
-    return _resolve(base_version_queryset(), ref, "base_model", "base")
+    return resolve_ref(base_version_queryset(), ref, kind="base", repository_field="base_model")
 
 
 def adapter_version_get(ref: str) -> AdapterVersion:
-    return _resolve(adapter_version_queryset(), ref, "adapter", "adapter")
+    return resolve_ref(adapter_version_queryset(), ref, kind="adapter", repository_field="adapter")
 
 
 def _created(queryset: QuerySet, created_by: str, created_after, created_before) -> QuerySet:

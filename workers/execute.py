@@ -4,7 +4,8 @@ import time
 
 from django.conf import settings
 
-from registry.models import AdapterAlias, AdapterVersion, Job, Status
+from registry.models import AdapterVersion, Job, Status
+from registry.selectors import adapter_alias_target
 from registry.storage import get_blob_store
 from workers.runtime import runners
 from workers.runtime.cache import ResidentCache, head_for
@@ -54,9 +55,9 @@ def reference_for(version: AdapterVersion) -> tuple[AdapterVersion | None, str]:
     `production` when set; else the newest earlier ready version; else the version this one was
     trained from (its parent), so a first version of a fine-tuned name is still compared.
     """
-    alias = AdapterAlias.objects.filter(adapter=version.adapter, name="production").select_related("version").first()
-    if alias and alias.version_id != version.id:
-        return alias.version, "production alias"
+    production = adapter_alias_target(version.adapter_id, "production")
+    if production is not None and production.id != version.id:
+        return production, "production alias"
     earlier = (
         AdapterVersion.objects.filter(adapter=version.adapter, number__lt=version.number, status=Status.READY)
         .order_by("-number")

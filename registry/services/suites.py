@@ -7,7 +7,8 @@ from registry.errors import InvalidArtifact, NotFound, RegistryError
 from registry.formats.artifact import IncomingFile
 from registry.formats.strict_json import load_json
 from registry.models import Adapter, AdapterVersion, Blob, EvaluationSuite, Status, SuiteAttachment
-from registry.refs import parse_name, parse_ref
+from registry.refs import parse_name
+from registry.selectors import resolve_ref
 from registry.storage import get_blob_store
 
 MAX_SUITE_BYTES = 64 * 1024 * 1024
@@ -112,20 +113,10 @@ def evaluation_suite_register(*, name: str, task_type: str, file: IncomingFile, 
 
 
 def evaluation_suite_get(ref: str) -> EvaluationSuite:
-    parsed = parse_ref(ref)
-    queryset = EvaluationSuite.objects.all()
-    if parsed.id:
-        suite = queryset.filter(id=parsed.id).first()
-    else:
-        queryset = queryset.filter(namespace=parsed.namespace, name=parsed.name)
-        if parsed.number:
-            queryset = queryset.filter(number=parsed.number)
-        elif parsed.digest:
-            queryset = queryset.filter(digest=parsed.digest)
-        suite = queryset.order_by("-number").first()
-    if suite is None:
-        raise NotFound("suite_not_found", f"no evaluation suite matches {ref!r}")
-    return suite
+    try:
+        return resolve_ref(EvaluationSuite.objects.all(), ref, kind="suite")
+    except NotFound:
+        raise NotFound("suite_not_found", f"no evaluation suite matches {ref!r}") from None
 
 
 def evaluation_suite_attach(*, suite: EvaluationSuite, adapter_name: str) -> SuiteAttachment:

@@ -118,6 +118,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Request id (X-Request-ID) and client address for audit events; outside the error middleware
+    # so that error answers carry the request id too.
+    "registry.audit.context.AuditContextMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Every /api/ error is JSON, even the pages Django renders itself (debug pages included).

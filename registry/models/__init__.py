@@ -3,8 +3,10 @@
 - catalog: blobs, base models, adapters, their versions, files and aliases
 - work: workers, jobs, checks, evaluation suites
 - signing: signing policies, signatures, verifications, the registry's keys
+- audit: the append-only audit chain and its head
 """
 
+from registry.models.audit import AuditChainHead, AuditEvent
 from registry.models.catalog import (
     Adapter,
     AdapterAlias,
@@ -27,6 +29,8 @@ __all__ = [
     "AdapterAlias",
     "AdapterFile",
     "AdapterVersion",
+    "AuditChainHead",
+    "AuditEvent",
     "BaseModel",
     "BaseModelFile",
     "BaseModelVersion",

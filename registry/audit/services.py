@@ -1,0 +1,236 @@
+"""Writing the audit chain: `audit_record` appends one event in the caller's transaction.
+
+Event types are dotted, `<object>.<action>` in lowercase: `adapter.upload`, `adapter.upload_refused`,
+`version.status`, `job.claim`, `audit.checkpoint`, ... (README, "Audit trail", lists them).
+
+Sequence numbers are taken under a row lock on the one AuditChainHead row, held until the
+caller's transaction ends: writers of events are serialised, and a transaction that rolls back
+takes its event and its head move with it, so seq never has a gap and prev_hash always links.
+"""
+
+import re
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from registry.audit import chain
+from registry.audit.context import Actor, current_actor, current_request
+from registry.models import AuditChainHead, AuditEvent
+
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON): larger integers are written as strings
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC with microseconds and "Z": one spelling, so the hashed text never depends on a time zone."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot hold a lone surrogate: both are
+    # replaced, in the hashed body and the columns alike, so the two never disagree.
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def json_safe(value):
+    """`value` as JSON the chain can hash: strings, integers, booleans, null, lists and objects.
+
+    UUIDs, times, Decimals and floats become strings (no float is ever hashed: two serialisers
+    may spell one differently). An unknown type is an error, never a silent str().
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not isinstance(value, Enum):
+        return value if abs(value) <= MAX_SAFE_INTEGER else str(value)
+    if isinstance(value, str):
+        return _clean_text(str(value))
+    if isinstance(value, (float, Decimal, uuid.UUID, PurePath)):
+        return str(value)
+    if isinstance(value, Enum):
+        return json_safe(value.value)
+    if isinstance(value, datetime):
+        return rfc3339(value if timezone.is_aware(value) else timezone.make_aware(value, UTC))
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {_clean_text(str(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_safe(item) for item in value), key=repr)
+    raise TypeError(f"audit values must be JSON data; got {type(value).__name__}")
+
+
+def _text(value, field: str) -> str:
+    limit = AuditEvent._meta.get_field(field).max_length
+    text = _clean_text(str(value or ""))
+    return text[:limit] if limit else text
+
+
+def _locked_head() -> AuditChainHead:
+    """The head row, locked until the transaction ends. A flushed database (tests) has none:
+    it is made again from the last event, so the chain continues where it stands."""
+    try:
+        return AuditChainHead.objects.select_for_update().get(pk=1)
+    except AuditChainHead.DoesNotExist:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO registry_auditchainhead (id, seq, head_hash) "
+                "SELECT 1, COALESCE(MAX(seq), 0), COALESCE((SELECT entry_hash FROM registry_auditevent "
+                "ORDER BY seq DESC LIMIT 1), %s) FROM registry_auditevent ON CONFLICT (id) DO NOTHING",
+                [chain.GENESIS_HASH],
+            )
+        return AuditChainHead.objects.select_for_update().get(pk=1)
+
+
+def audit_record(
+    *,
+    type: str,
+    object_type: str = "",
+    object_id: str = "",
+    object_digest: str = "",
+    namespace: str = "",
+    adapter: str = "",
+    before=None,
+    after=None,
+    reason: str = "",
+    evidence=None,
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    actor: Actor | None = None,
+) -> AuditEvent:
+    """Append one event to the chain and return it.
+
+    Call it inside the transaction of the change it records, so the change and its event commit
+    or roll back together; without one it opens its own (a standalone event, e.g. a denied
+    attempt, which must not sit in a transaction that is about to roll back). The chain head
+    stays locked until that transaction ends: keep it short after this call.
+
+    `adapter` ("namespace/name") ties the event to an adapter for the audit filters and exports;
+    `actor` defaults to the current request's user or token (registry/audit/context.py).
+    """
+    if not EVENT_TYPE.fullmatch(type):
+        raise ValueError(f"audit event type {type!r} is not dotted lowercase, e.g. 'version.status'")
+    if outcome not in AuditEvent.Outcome.values:
+        raise ValueError(f"audit outcome must be one of {AuditEvent.Outcome.values}, got {outcome!r}")
+    actor = actor or current_actor()
+    if actor.kind not in AuditEvent.ActorKind.values:
+        raise ValueError(f"actor kind must be one of {AuditEvent.ActorKind.values}, got {actor.kind!r}")
+    request = current_request()
+    if adapter and not namespace:
+        namespace = adapter.split("/", 1)[0]
+    fields = {
+        "type": type,
+        "actor_kind": actor.kind,
+        "actor_id": _text(actor.id, "actor_id"),
+        "actor_name": _text(actor.name, "actor_name"),
+        "actor_role": _text(actor.role, "actor_role"),
+        "token_id": _text(actor.token_id, "token_id"),
+        "request_id": request.request_id if request else "",
+        "client_address": _text(request.client_address, "client_address") if request else "",
+        "object_type": _text(object_type, "object_type"),
+        "object_id": _text(object_id, "object_id"),
+        "object_digest": _text(object_digest, "object_digest"),
+        "namespace": _text(namespace, "namespace"),
+        "adapter": _text(adapter, "adapter"),
+        "before": json_safe(before),
+        "after": json_safe(after),
+        "reason": _clean_text(str(reason or "")),
+        "evidence": json_safe(evidence),
+        "outcome": str(outcome),
+    }
+    with transaction.atomic(savepoint=False):
+        return _append(fields)
+
+
+def _append(fields: dict) -> AuditEvent:
+    head = _locked_head()
+    # The time is read under the lock, so times never go backwards along the chain.
+    now = timezone.now()
+    event_id = uuid.uuid4()
+    seq = head.seq + 1
+    body = {"id": str(event_id), "seq": seq, "time": rfc3339(now), **fields, "prev_hash": head.head_hash}
+    canonical = chain.canonical(body)
+    entry_hash = chain.body_hash(head.head_hash, canonical)
+    event = AuditEvent.objects.create(
+        id=event_id,
+        seq=seq,
+        time=now,
+        prev_hash=head.head_hash,
+        entry_hash=entry_hash,
+        body=canonical.decode("utf-8"),
+        **fields,
+    )
+    AuditChainHead.objects.filter(pk=1).update(seq=seq, head_hash=entry_hash)
+    return event
+
+
+def audit_subject(obj) -> dict:
+    """object_type, object_id, object_digest, namespace and adapter for a model instance, to pass
+    to audit_record as `**audit_subject(version)`. Versions, adapters, bases, jobs, suites and
+    signing policies are named by their domain; any other model by its name and primary key."""
+    from registry.models import Adapter, AdapterVersion, BaseModel, BaseModelVersion, EvaluationSuite, Job
+
+    subject = {"object_type": obj._meta.model_name, "object_id": str(obj.pk)}
+    if isinstance(obj, AdapterVersion):
+        name = obj.adapter.full_name
+        return {
+            **subject,
+            "object_type": "adapter_version",
+            "object_digest": obj.digest,
+            "namespace": obj.adapter.namespace,
+            "adapter": name,
+        }
+    if isinstance(obj, BaseModelVersion):
+        return {
+            **subject,
+            "object_type": "base_version",
+            "object_digest": obj.digest,
+            "namespace": obj.base_model.namespace,
+        }
+    if isinstance(obj, Adapter):
+        return {**subject, "object_type": "adapter", "namespace": obj.namespace, "adapter": obj.full_name}
+    if isinstance(obj, BaseModel):
+        return {**subject, "object_type": "base", "namespace": obj.namespace}
+    if isinstance(obj, Job):
+        adapter = obj.adapter_version.adapter
+        return {**subject, "object_type": "job", "namespace": adapter.namespace, "adapter": adapter.full_name}
+    if isinstance(obj, EvaluationSuite):
+        return {**subject, "object_type": "suite", "object_digest": obj.digest, "namespace": obj.namespace}
+    if hasattr(obj, "namespace") and isinstance(obj.namespace, str):
+        subject["namespace"] = obj.namespace
+    return subject
+
+
+def audit_event_data(event: AuditEvent) -> dict:
+    """The event as the chain hashed it, plus its entry_hash: what exports write and verifiers read.
+    Read from the stored body, never rebuilt from the columns."""
+    import json
+
+    return {**json.loads(event.body), chain.ENTRY_HASH: event.entry_hash}
+
+
+def audit_chain_verify(*, batch_size: int = 5000) -> int:
+    """Verify the whole stored chain from its genesis and against the head row; return the last seq.
+    Raises chain.ChainBroken naming the first event that does not verify."""
+    events = AuditEvent.objects.order_by("seq").only("body", "entry_hash").iterator(chunk_size=batch_size)
+    head_hash = chain.verify_chain(audit_event_data(event) for event in events)
+    head = AuditChainHead.objects.filter(pk=1).first()
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    if head is not None and (head.seq, head.head_hash) != (last, head_hash):
+        raise chain.ChainBroken(
+            head.seq, f"the chain head row says #{head.seq} {head.head_hash}, the events end at #{last} {head_hash}"
+        )
+    return last

@@ -1,0 +1,152 @@
+"""audit_record: one event per call, chained, gapless under concurrency, in the caller's transaction."""
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+
+from registry.audit.chain import GENESIS_HASH, ChainBroken, verify_chain
+from registry.audit.context import Actor, acting_as, actor_worker
+from registry.audit.services import audit_chain_verify, audit_event_data, audit_record
+from registry.models import AuditEvent
+from tests.audit.helpers import record
+
+
+def stored_chain() -> list[dict]:
+    return [audit_event_data(event) for event in AuditEvent.objects.order_by("seq")]
+
+
+@pytest.mark.django_db
+def test_it_chains_events_from_the_genesis():
+    first = record(type="adapter.upload", object_id="v1", before=None, after={"status": "received"})
+    second = record(type="version.status", object_id="v1", before={"status": "received"}, after={"status": "ready"})
+    assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
+    assert (second.seq, second.prev_hash) == (2, first.entry_hash)
+    assert verify_chain(stored_chain()) == second.entry_hash
+    assert audit_chain_verify() == 2
+
+
+@pytest.mark.django_db
+def test_the_stored_body_is_what_was_hashed_and_matches_the_columns():
+    event = record(type="adapter.upload", object_type="adapter_version", adapter="demo/bot", reason="r\x00")
+    data = audit_event_data(event)
+    assert data["time"].endswith("Z") and len(data["time"]) == len("2026-01-01T00:00:00.000000Z")
+    assert data["namespace"] == "demo" == event.namespace  # taken from the adapter
+    assert data["reason"] == "r\ufffd" == event.reason  # PostgreSQL cannot hold NUL: replaced in both
+    assert data["actor_kind"] == "system" and data["actor_name"] == "tests"
+
+
+@pytest.mark.django_db
+def test_it_writes_values_as_json_data_without_floats():
+    import datetime
+    import decimal
+    import uuid
+
+    identifier = uuid.UUID(int=7)
+    event = record(
+        evidence={
+            "accuracy": 0.5,
+            "loss": decimal.Decimal("1.25"),
+            "id": identifier,
+            "at": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+            "big": 2**60,
+            "tags": ("a", "b"),
+        }
+    )
+    assert audit_event_data(event)["evidence"] == {
+        "accuracy": "0.5",
+        "loss": "1.25",
+        "id": str(identifier),
+        "at": "2026-01-01T00:00:00.000000Z",
+        "big": str(2**60),
+        "tags": ["a", "b"],
+    }
+    with pytest.raises(TypeError, match="JSON data"):
+        record(evidence={"what": object()})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kwargs", [{"type": "Upload"}, {"type": "upload"}, {"outcome": "maybe"}])
+def test_it_refuses_a_malformed_event(kwargs):
+    with pytest.raises(ValueError):
+        record(**{"type": "adapter.upload", **kwargs})
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_transaction_leaves_no_gap():
+    record()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record(reason="rolled back with the change it recorded")
+        raise RuntimeError("the change failed")
+    third = record()
+    assert third.seq == 2
+    assert [e["seq"] for e in stored_chain()] == [1, 2]
+    assert audit_chain_verify() == 2
+
+
+@pytest.mark.django_db
+def test_the_actor_can_be_named_for_a_block():
+    with acting_as(actor_worker("gpu-1@host")):
+        event = audit_record(type="job.claim")
+    assert (event.actor_kind, event.actor_name) == ("worker", "gpu-1@host")
+    assert audit_record(type="job.claim").actor_kind == "system"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_produce_one_gapless_chain():
+    writers, per_writer = 8, 15
+    errors, start = [], threading.Barrier(writers)
+
+    def write(index: int) -> None:
+        try:
+            start.wait()
+            for number in range(per_writer):
+                with transaction.atomic():
+                    audit_record(type="test.concurrent", reason=f"{index}-{number}", actor=Actor(kind="system"))
+        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
+            errors.append(exc)
+        finally:
+            connections.close_all()  # each thread had its own connection
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    events = stored_chain()
+    assert [e["seq"] for e in events] == list(range(1, writers * per_writer + 1))
+    assert len({e["reason"] for e in events}) == writers * per_writer
+    verify_chain(events)
+    assert audit_chain_verify() == writers * per_writer
+
+
+@pytest.mark.django_db
+def test_a_tampered_body_is_named_by_its_seq():
+    for number in range(5):
+        record(reason=f"event {number}")
+    with connection.cursor() as cursor:
+        # What an attacker with rights on the database can do; the chain is what shows it.
+        cursor.execute("ALTER TABLE registry_auditevent DISABLE TRIGGER USER")
+        cursor.execute(
+            "UPDATE registry_auditevent SET body = replace(body, 'event 2', 'event X'), reason = 'event X' "
+            "WHERE seq = 3"
+        )
+        cursor.execute("ALTER TABLE registry_auditevent ENABLE TRIGGER USER")
+    with pytest.raises(ChainBroken) as broken:
+        audit_chain_verify()
+    assert broken.value.seq == 3
+
+
+@pytest.mark.django_db
+def test_a_deleted_event_is_named_as_a_gap():
+    for _ in range(4):
+        record()
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE registry_auditevent DISABLE TRIGGER USER")
+        cursor.execute("DELETE FROM registry_auditevent WHERE seq = 2")
+        cursor.execute("ALTER TABLE registry_auditevent ENABLE TRIGGER USER")
+    with pytest.raises(ChainBroken, match="gap") as broken:
+        audit_chain_verify()
+    assert broken.value.seq == 3

@@ -1,4 +1,5 @@
-"""The Celery app: configured from Django settings (CELERY_*); tasks in workers/tasks.py.
+"""The Celery app: configured from Django settings (CELERY_*); tasks in workers/tasks.py
+(and registry/audit/tasks.py: the audit chain's checkpoints).
 
 Queues: `cpu` (light work, the reaper), `gpu` (checks and evaluations on the pool)
 and one direct queue per worker (`worker.<nodename>`) for affinity routing.
@@ -13,5 +14,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("adapter_registry")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"])
+app.autodiscover_tasks(["workers", "registry.audit"])
 app.conf.imports = ["workers.lifecycle"]

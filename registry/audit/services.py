@@ -234,3 +234,41 @@ def audit_chain_verify(*, batch_size: int = 5000) -> int:
             head.seq, f"the chain head row says #{head.seq} {head.head_hash}, the events end at #{last} {head_hash}"
         )
     return last
+
+
+CHECKPOINT_TYPE = "audit.checkpoint"
+
+
+def audit_checkpoint() -> AuditEvent | None:
+    """Sign the chain's current head with the registry's key and record it as an `audit.checkpoint`
+    event; None when there is nothing new to vouch for (an empty chain, or the head is a checkpoint).
+
+    The checkpoint's payload names the event before it: the checkpoint event itself is then
+    chained like any other, so a later checkpoint covers this one too.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from registry.audit.checkpoint import ALGORITHM, checkpoint_payload, sign_checkpoint
+    from registry.audit.context import actor_system
+    from registry.signing.keys import active_key
+
+    key = active_key()  # before the head lock: it may write the key's row on first use
+    with transaction.atomic():
+        head = _locked_head()
+        if head.seq == 0 or AuditEvent.objects.filter(seq=head.seq, type=CHECKPOINT_TYPE).exists():
+            return None
+        payload = checkpoint_payload(seq=head.seq, head_hash=head.head_hash, time=rfc3339(timezone.now()))
+        private_key = serialization.load_pem_private_key(key.path.read_bytes(), password=None)
+        return audit_record(
+            type=CHECKPOINT_TYPE,
+            object_type="audit_chain",
+            object_id=str(head.seq),
+            object_digest=head.head_hash,
+            evidence={
+                "payload": payload,
+                "signature": sign_checkpoint(private_key, payload),
+                "key_id": key.key_id,
+                "algorithm": ALGORITHM,
+            },
+            actor=actor_system(),
+        )

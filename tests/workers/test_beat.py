@@ -6,6 +6,7 @@ import pytest
 from celery import beat
 from django.conf import settings
 
+from registry.audit import tasks as audit_tasks  # noqa: F401  (as the worker's autodiscovery does)
 from tests.workers.conftest import purge_queues
 from workers import tasks  # noqa: F401  (registers the tasks, as the beat process does)
 from workers.celery import app
@@ -22,7 +23,7 @@ def scheduler():
 
 def test_it_applies_every_beat_entry_as_beat_does(scheduler):
     entries = [scheduler.data[name] for name in settings.CELERY_BEAT_SCHEDULE]
-    assert {entry.task for entry in entries} == {"workers.reap", "workers.redispatch"}
+    assert {entry.task for entry in entries} == {"workers.reap", "workers.redispatch", "audit.checkpoint"}
     with app.producer_or_acquire() as producer:
         for entry in entries:
             # Raises SchedulingError ("Couldn't apply scheduled task ...") where beat would log it.
@@ -37,7 +38,7 @@ def test_every_beat_entry_names_a_registered_task_and_its_queue():
 
 
 def test_no_task_has_a_soft_limit_above_its_hard_limit():
-    ours = [task for name, task in app.tasks.items() if name.startswith("workers.")]
+    ours = [task for name, task in app.tasks.items() if name.startswith(("workers.", "audit."))]
     assert ours
     for task in ours:
         assert task.time_limit and task.soft_time_limit, f"{task.name} sets both limits"

@@ -1,12 +1,15 @@
 from django.urls import path, re_path
 
 from registry.api import files, signatures, tokens, views
+from registry.audit import api as audit_api
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
 urlpatterns = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
+    path("audit/events", audit_api.AuditEventListView.as_view(), name="api-audit-events"),
+    path("audit/events/<int:seq>", audit_api.AuditEventDetailView.as_view(), name="api-audit-event"),
     path("bases/", views.BaseVersionListView.as_view(), name="api-base-list"),
     # A ref never contains "/files/": the lazy ref group stops at its first occurrence, so a
     # file path may itself contain "/files/".

@@ -4,9 +4,11 @@
 - work: workers, jobs, checks, evaluation suites
 - signing: signing policies, signatures, verifications, the registry's keys
 - audit: the append-only audit chain and its head
+- audit_export: requested exports of the chain (their state and ZIP)
 """
 
 from registry.models.audit import AuditChainHead, AuditEvent
+from registry.models.audit_export import AuditExport
 from registry.models.catalog import (
     Adapter,
     AdapterAlias,
@@ -31,6 +33,7 @@ __all__ = [
     "AdapterVersion",
     "AuditChainHead",
     "AuditEvent",
+    "AuditExport",
     "BaseModel",
     "BaseModelFile",
     "BaseModelVersion",

@@ -23,6 +23,7 @@ class AuditExport(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     requested_by_name = models.CharField(max_length=150, blank=True, help_text="as it was at the time")
+    registry_url = models.CharField(max_length=300, blank=True, help_text="the registry's URL as the request named it")
     filters = models.JSONField(default=dict, help_text="after, before, namespace, adapter, type, actor, ...")
     up_to_seq = models.BigIntegerField(help_text="the chain's last event when the export was requested")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)

@@ -2,6 +2,7 @@
 
 import uuid
 
+import django.contrib.postgres.indexes
 from django.db import migrations, models
 
 # Append-only, enforced by the database so that no code path (ORM, admin, raw SQL from the
@@ -84,7 +85,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['seq'],
-                'indexes': [models.Index(fields=['time'], name='audit_time'), models.Index(fields=['type', 'seq'], name='audit_type_seq'), models.Index(fields=['namespace', 'seq'], name='audit_namespace_seq'), models.Index(fields=['adapter', 'seq'], name='audit_adapter_seq'), models.Index(fields=['actor_name', 'seq'], name='audit_actor_seq'), models.Index(fields=['object_id', 'seq'], name='audit_object_seq')],
+                'indexes': [django.contrib.postgres.indexes.BrinIndex(fields=['time'], name='audit_time_brin'), models.Index(fields=['type', 'seq'], name='audit_type_seq'), models.Index(fields=['namespace', 'seq'], name='audit_namespace_seq'), models.Index(fields=['adapter', 'seq'], name='audit_adapter_seq'), models.Index(fields=['actor_name', 'seq'], name='audit_actor_seq'), models.Index(fields=['object_id', 'seq'], name='audit_object_seq')],
             },
         ),
         migrations.RunSQL(APPEND_ONLY_SQL, REVERSE_SQL),

@@ -33,6 +33,7 @@ benchmark: install
 	$(BIN)/python benchmarks/upload_throughput.py
 	$(BIN)/python benchmarks/list_latency.py
 	$(BIN)/python benchmarks/signature_verify.py
+	$(BIN)/python benchmarks/audit_append.py
 
 clean:
 	rm -rf var/tmp var/broker var/staticfiles

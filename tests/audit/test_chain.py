@@ -3,11 +3,12 @@ verify_chain names the first event that breaks."""
 
 import copy
 import hashlib
+import json
 
 import pytest
 import rfc8785
 
-from registry.audit.chain import GENESIS_HASH, ChainBroken, canonical, entry_hash, verify_chain
+from registry.audit.chain import GENESIS_HASH, ChainBroken, canonical, entry_hash, verify_chain, verify_lines
 
 
 def make_chain(count: int, **extra) -> list[dict]:
@@ -112,3 +113,44 @@ def test_it_refuses_an_entry_hash_that_is_not_a_digest():
     events[0]["entry_hash"] = events[0]["entry_hash"].upper()
     with pytest.raises(ChainBroken, match="not a lowercase SHA-256"):
         verify_chain(events)
+
+
+def as_lines(events: list[dict]) -> list[bytes]:
+    return [rfc8785.dumps(event) + b"\n" for event in events]
+
+
+def test_it_verifies_json_lines_as_an_export_holds_them():
+    events = make_chain(5)
+    assert verify_lines(as_lines(events)) == events[-1]["entry_hash"]
+    assert verify_lines(line.decode() for line in as_lines(events)) == events[-1]["entry_hash"]
+    assert verify_lines(as_lines(events)[2:], start_prev_hash=events[1]["entry_hash"], start_seq=3)
+
+
+def test_lines_in_another_spelling_of_the_same_events_still_verify():
+    events = make_chain(3)
+    spelled = [json.dumps(event, indent=1, ensure_ascii=True).replace("\n", "") + "\n" for event in events]
+    assert verify_lines(spelled) == events[-1]["entry_hash"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda line: line.replace(b'"alice"', b'"alicf"'),
+        lambda line: line.replace(b'"after":{', b'"after":{"entry_hash":"' + b"0" * 64 + b'",'),
+        lambda line: line.replace(b'"checking"', b'"checking","extra":1'),
+    ],
+)
+def test_a_changed_line_is_named(edit):
+    lines = as_lines(make_chain(4))
+    lines[1] = edit(lines[1])
+    with pytest.raises(ChainBroken) as broken:
+        verify_lines(lines)
+    assert broken.value.seq == 2
+
+
+def test_a_line_that_is_not_json_is_named():
+    lines = as_lines(make_chain(3))
+    lines[2] = lines[2][:40] + b"\n"
+    with pytest.raises(ChainBroken, match="line 3 is not JSON") as broken:
+        verify_lines(lines)
+    assert broken.value.seq == 3

@@ -2,6 +2,7 @@ from django.urls import path, re_path
 
 from registry.api import files, signatures, tokens, views
 from registry.audit import api as audit_api
+from registry.audit import exports_api as audit_exports_api
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
@@ -10,6 +11,13 @@ urlpatterns = [
     path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
     path("audit/events", audit_api.AuditEventListView.as_view(), name="api-audit-events"),
     path("audit/events/<int:seq>", audit_api.AuditEventDetailView.as_view(), name="api-audit-event"),
+    path("audit/exports", audit_exports_api.AuditExportCreateView.as_view(), name="api-audit-exports"),
+    path("audit/exports/<uuid:export_id>", audit_exports_api.AuditExportDetailView.as_view(), name="api-audit-export"),
+    path(
+        "audit/exports/<uuid:export_id>/download",
+        audit_exports_api.AuditExportDownloadView.as_view(),
+        name="api-audit-export-download",
+    ),
     path("bases/", views.BaseVersionListView.as_view(), name="api-base-list"),
     # A ref never contains "/files/": the lazy ref group stops at its first occurrence, so a
     # file path may itself contain "/files/".

@@ -1,0 +1,212 @@
+"""summary.pdf of an audit export: per adapter the exported events touch, its versions, checks,
+evaluations and signatures as the registry holds them now, and who did what in the events.
+
+A reading aid for people. It is hashed in the signed manifest like every file of the export, but
+the evidence is events.jsonl: this page is not recomputed by the verifier. Tables are capped
+(MAX_ROWS) so that a million-event export still gives a readable document; the caps are stated
+where they apply. Made with reportlab's built-in Helvetica, which covers Latin-1 only.
+"""
+
+import io
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+from django.db import connection
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from registry.metrics_display import significant
+from registry.models import Adapter, Check, Job, Signature
+
+MAX_ADAPTERS = 200
+MAX_ROWS = 50
+NO_ADAPTER = ""
+
+
+@dataclass
+class ActivityRow:
+    actor: str
+    type: str
+    outcome: str
+    count: int
+    first: str
+    last: str
+
+
+@dataclass
+class Activity:
+    """Who did what to one adapter (or to no adapter), aggregated from the exported events."""
+
+    adapter: str
+    events: int = 0
+    rows: list[ActivityRow] = field(default_factory=list)
+
+
+def exported_activity(where_sql: str, params: list, first_seq: int, last_seq: int) -> list[Activity]:
+    """The exported events grouped per adapter, actor, type and outcome, in one query."""
+    sql = f"""
+        SELECT adapter, actor_kind, actor_name, type, outcome, count(*),
+               to_char(min(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+               to_char(max(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+        FROM registry_auditevent WHERE seq BETWEEN %s AND %s AND ({where_sql})
+        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 6 DESC, 3, 4"""
+    per_adapter: dict[str, Activity] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [first_seq, last_seq, *params])
+        for adapter, kind, name, type_, outcome, count, first, last in cursor.fetchall():
+            activity = per_adapter.setdefault(adapter, Activity(adapter))
+            activity.events += count
+            activity.rows.append(ActivityRow(f"{name or '?'} ({kind})", type_, outcome, count, first, last))
+    return sorted(per_adapter.values(), key=lambda a: (a.adapter == NO_ADAPTER, a.adapter))
+
+
+# --- Layout ------------------------------------------------------------------------------------
+
+_styles = getSampleStyleSheet()
+_small = _styles["BodyText"].clone("small", fontSize=7.5, leading=9)
+_GRID = TableStyle(
+    [
+        ("FONT", (0, 0), (-1, -1), "Helvetica", 7.5),
+        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7.5),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    ]
+)
+
+
+def _cell(value) -> Paragraph:
+    return Paragraph(escape(str(value if value not in (None, "") else "—")), _small)
+
+
+def _table(header: list[str], rows: list[list], widths: list[float], what: str) -> list:
+    shown = rows[:MAX_ROWS]
+    flow = [Table([header, *[[_cell(v) for v in row] for row in shown]], colWidths=[w * mm for w in widths])]
+    flow[0].setStyle(_GRID)
+    if len(rows) > MAX_ROWS:
+        flow.append(Paragraph(f"… and {len(rows) - MAX_ROWS} more {what}, not shown.", _small))
+    return [*flow, Spacer(1, 3 * mm)]
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _versions(adapter: Adapter) -> list:
+    versions = list(adapter.versions.select_related("created_by").order_by("-number")[: MAX_ROWS + 1])
+    rows = [
+        [f"v{v.number}", v.digest[:16] + "…", v.status, v.status_reason[:120], _when(v.created_at), _user(v.created_by)]
+        for v in versions
+    ]
+    return _table(
+        ["version", "digest", "status", "reason", "created (UTC)", "by"], rows, [16, 32, 18, 110, 32, 30], "versions"
+    )
+
+
+def _checks(adapter: Adapter) -> list:
+    checks = Check.objects.filter(adapter_version__adapter=adapter).select_related("adapter_version")
+    checks = checks.order_by("-adapter_version__number", "kind")[: MAX_ROWS + 1]
+    rows = [
+        [f"v{c.adapter_version.number}", c.kind, c.verdict, "; ".join(map(str, c.reasons))[:200], _when(c.created_at)]
+        for c in checks
+    ]
+    return _table(["version", "check", "verdict", "reasons", "at (UTC)"], rows, [16, 20, 16, 150, 32], "checks")
+
+
+def _evaluations(adapter: Adapter) -> list:
+    jobs = Job.objects.filter(adapter_version__adapter=adapter, kind=Job.Kind.EVALUATION)
+    jobs = jobs.select_related("adapter_version", "suite").order_by("-created_at")[: MAX_ROWS + 1]
+    rows = []
+    for job in jobs:
+        metrics = ((job.result or {}).get("metrics") or {}).get("adapter") or {}
+        shown = ", ".join(f"{name} {significant(value)}" for name, value in sorted(metrics.items())[:4])
+        suite = f"{job.suite.namespace}/{job.suite.name}:v{job.suite.number}" if job.suite else ""
+        rows.append(
+            [f"v{job.adapter_version.number}", suite, job.state, shown or job.error[:120], _when(job.finished_at)]
+        )
+    return _table(
+        ["version", "suite", "state", "metrics (adapter)", "finished (UTC)"], rows, [16, 50, 20, 112, 32], "evaluations"
+    )
+
+
+def _signatures(adapter: Adapter) -> list:
+    signatures = Signature.objects.filter(version__adapter=adapter).select_related("version")
+    signatures = signatures.order_by("-version__number", "created_at")[: MAX_ROWS + 1]
+    rows = [
+        [
+            f"v{s.version.number}",
+            "registry" if s.is_registry else (s.signer_identity or s.key_fingerprint[:16] or "?"),
+            s.method,
+            s.result + ("" if s.trusted else " (untrusted)"),
+            s.code or s.reason[:80],
+            _when(s.verified_at),
+        ]
+        for s in signatures
+    ]
+    header = ["version", "signer", "method", "result", "code / reason", "verified (UTC)"]
+    return _table(header, rows, [16, 70, 18, 26, 70, 32], "signatures")
+
+
+def _activity(activity: Activity) -> list:
+    rows = [[r.actor, r.type, r.outcome, r.count, r.first, r.last] for r in activity.rows]
+    header = ["actor", "event type", "outcome", "events", "first (UTC)", "last (UTC)"]
+    return _table(header, rows, [60, 50, 20, 18, 32, 32], "actor and event type pairs")
+
+
+def _user(user) -> str:
+    return user.get_username() if user else ""
+
+
+def _adapter_section(activity: Activity) -> list:
+    heading = activity.adapter or "Events not tied to an adapter"
+    flow = [Paragraph(escape(heading), _styles["Heading2"])]
+    flow.append(Paragraph(f"{activity.events} exported event(s). Who did what, from the events:", _small))
+    flow += _activity(activity)
+    if not activity.adapter:
+        return flow
+    namespace, _, name = activity.adapter.partition("/")
+    adapter = Adapter.objects.filter(namespace=namespace, name=name).first()
+    if adapter is None:
+        flow.append(Paragraph("The registry holds no adapter of this name (e.g. only refused uploads).", _small))
+        return flow
+    flow.append(Paragraph("As the registry holds it at the time of the export:", _small))
+    for title, part in (
+        ("Versions", _versions),
+        ("Checks", _checks),
+        ("Evaluations", _evaluations),
+        ("Signatures", _signatures),
+    ):
+        flow += [Paragraph(title, _styles["Heading4"]), *part(adapter)]
+    return flow
+
+
+def summary_pdf(*, title_lines: list[str], activities: list[Activity]) -> bytes:
+    """The PDF: a title page with what was exported, then a section per adapter."""
+    buffer = io.BytesIO()
+    # invariant: no creation date or random document id, so the same export gives the same bytes.
+    document = SimpleDocTemplate(
+        buffer,
+        pagesize=landscape(A4),
+        invariant=1,
+        title="Audit export summary",
+        author="Adapter Registry",
+        leftMargin=12 * mm,
+        rightMargin=12 * mm,
+        topMargin=12 * mm,
+        bottomMargin=12 * mm,
+    )
+    flow = [Paragraph("Audit export summary", _styles["Title"])]
+    flow += [Paragraph(escape(line), _styles["BodyText"]) for line in title_lines]
+    if not activities:
+        flow.append(Paragraph("No events were exported.", _styles["BodyText"]))
+    if len(activities) > MAX_ADAPTERS:
+        flow.append(
+            Paragraph(f"The first {MAX_ADAPTERS} of {len(activities)} adapters are shown.", _styles["BodyText"])
+        )
+    for activity in activities[:MAX_ADAPTERS]:
+        flow += [PageBreak(), *_adapter_section(activity)]
+    document.build(flow)
+    return buffer.getvalue()

@@ -7,3 +7,4 @@ class RegistryConfig(AppConfig):
 
     def ready(self):
         from registry import checks  # noqa: F401  (registers the start-up checks)
+        from registry.audit import signals  # noqa: F401  (user, group, role and token changes are audited)

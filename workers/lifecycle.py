@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from registry.audit.context import acting_as, actor_worker
 from registry.broker import direct_queue_name
 from registry.models import Worker
-from registry.services.transitions import worker_state_move, worker_stopped
+from registry.services.transitions import worker_registered, worker_state_move, worker_stopped
 from workers.execute import cache_snapshot
 from workers.runtime.device import probe
 
@@ -49,9 +50,8 @@ def _report() -> dict:
 def register(sender, **kwargs):
     hostname = sender.hostname
     queues = sorted(sender.app.amqp.queues.consume_from.keys())
-    Worker.objects.update_or_create(
-        hostname=hostname, defaults={"queues": queues, "direct_queue": direct_queue_name(hostname), **_report()}
-    )
+    with acting_as(actor_worker(hostname)):
+        worker_registered(hostname, queues=queues, direct_queue=direct_queue_name(hostname), **_report())
     logger.info("registered worker %s on %s", hostname, queues)
     threading.Thread(target=_heartbeat_loop, args=(hostname,), name="registry-heartbeat", daemon=True).start()
 
@@ -61,7 +61,8 @@ def _heartbeat_loop(hostname: str) -> None:
         try:
             close_old_connections()
             report = _report()
-            worker_state_move(hostname, report.pop("state"), **report)
+            with acting_as(actor_worker(hostname)):
+                worker_state_move(hostname, report.pop("state"), **report)
         except Exception:  # a missed beat is retried at the next tick; the reaper tolerates a few
             logger.exception("heartbeat failed")
 
@@ -71,7 +72,8 @@ def unregister(sender, **kwargs):
     _state["stop"].set()
     if _state["hostname"]:
         close_old_connections()
-        worker_stopped(_state["hostname"])
+        with acting_as(actor_worker(_state["hostname"])):
+            worker_stopped(_state["hostname"])
 
 
 def current_worker() -> Worker:

@@ -9,6 +9,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from registry.audit.context import acting_as, actor_worker
 from registry.models import Job
 from registry.services.jobs import (
     job_claim,
@@ -62,6 +63,11 @@ def redispatch() -> list[str]:
 )
 def run_job(self, job_id: str) -> str:
     worker = current_worker()
+    with acting_as(actor_worker(worker.hostname)):  # every event this job writes names the worker
+        return _run_job(job_id, worker)
+
+
+def _run_job(job_id: str, worker) -> str:
     job = job_claim(job_id=job_id, worker=worker)
     if job is None:
         return "skipped: not queued (done, taken or gone)"

@@ -107,11 +107,29 @@ def api_exception_handler(exc, context):
     response = exception_handler(exc, context)
     if response is None:
         return _internal_error(exc, context.get("request"))
+    if isinstance(exc, exceptions.PermissionDenied):  # signed in, not allowed (anonymous 401s are not logged)
+        record_denied_write(context.get("request"), _message_of(exc.detail))
     if isinstance(exc, exceptions.ValidationError):
         return error_response("validation_error", _message_of(exc.detail), status.HTTP_400_BAD_REQUEST, exc.detail)
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     response.data = {"error": {"code": code, "message": _message_of(exc.detail)}}
     return response
+
+
+def record_denied_write(request, message: str) -> None:
+    """A refused attempt to change something is an audit event (reads that are refused are not).
+
+    Written in its own transaction: the request's work, if any, is being rolled back."""
+    if request is None or request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    from registry.audit.services import audit_record
+
+    audit_record(
+        type="access.denied",
+        outcome="denied",
+        reason=message[:2000],
+        evidence={"method": request.method, "path": request.path[:500]},
+    )
 
 
 # --- Django's own error views and pages, under /api/ -------------------------------------------
@@ -132,6 +150,7 @@ def handler400(request, exception=None):
 
 
 def handler403(request, exception=None):
+    record_denied_write(request, str(exception or "permission denied"))
     if not _is_api(request):
         return defaults.permission_denied(request, exception)
     return json_error(*_STATUS_CODES[403], 403)

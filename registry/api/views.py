@@ -1,9 +1,12 @@
 """REST API views: validate input, call a service or selector, serialize the result."""
 
+from contextlib import contextmanager
+
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,8 +17,10 @@ from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly, IsAdminRole
 from registry.api.schema import error_responses
 from registry.api.tokens import token_issue
+from registry.audit.services import audit_record
 from registry.errors import Conflict, RegistryError, UploadRefused
 from registry.models import AdapterVersion, Job
+from registry.refs import NAME_PATTERN
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
 from registry.services.jobs import job_cancel, job_dispatch
@@ -49,6 +54,35 @@ def _paginated(view: APIView, request, rows, row_data) -> Response:
     return paginator.get_paginated_response([row_data(row) for row in page])
 
 
+@contextmanager
+def refusal_recorded(request, kind: str):
+    """A refused upload leaves an audit event (in its own transaction: the upload's is rolled back)."""
+    try:
+        yield
+    except (RegistryError, ValidationError, ParseError) as exc:
+        code = getattr(exc, "code", None) or ("validation_error" if isinstance(exc, ValidationError) else "parse_error")
+        message = getattr(exc, "message", None) or str(getattr(exc, "detail", exc))
+        name = _submitted_name(request)
+        audit_record(
+            type=f"{kind}.upload_refused",
+            outcome="failed",
+            adapter=name if kind == "adapter" else "",
+            namespace=name.split("/", 1)[0] if name else "",
+            reason=message[:2000],
+            evidence={"code": str(code), "name": name},
+        )
+        raise
+
+
+def _submitted_name(request) -> str:
+    """The `name` field of the upload, when the body could be read and it is a valid name."""
+    try:
+        name = str(request.data.get("name", ""))
+    except Exception:  # the body itself was refused: no name to tell
+        return ""
+    return name if NAME_PATTERN.match(name) else ""
+
+
 def _upload_response(result, serializer_class) -> Response:
     code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
     return Response(serializer_class(result.version).data, status=code)
@@ -72,7 +106,7 @@ class BaseVersionListView(APIView):
     )
     def post(self, request):
         """Upload a base model version (Hugging Face layout); re-uploading the same files returns the existing version."""
-        with upload_scope(request):
+        with refusal_recorded(request, "base"), upload_scope(request):
             form = s.BaseUploadSerializer(data=request.data)
             form.is_valid(raise_exception=True)
             if incoming_signature(request) is not None:  # refused rather than silently dropped
@@ -135,7 +169,7 @@ class AdapterVersionListView(APIView):
     )
     def post(self, request):
         """Upload an adapter version (PEFT layout) trained on `base`; re-uploading the same files returns the existing version."""
-        with upload_scope(request):
+        with refusal_recorded(request, "adapter"), upload_scope(request):
             form = s.AdapterUploadSerializer(data=request.data)
             form.is_valid(raise_exception=True)
             data = form.validated_data

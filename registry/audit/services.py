@@ -303,3 +303,14 @@ def audit_checkpoint() -> AuditEvent | None:
             },
             actor=actor_system(),
         )
+
+
+def audit_chain_lock() -> None:
+    """Take the chain head's lock now, inside the caller's transaction, before any row it will move.
+
+    A transaction that records events must take the head before other row locks: one that held a
+    row while waiting for the head, against one that held the head while waiting for that row,
+    would deadlock (the reaper releasing a job a worker is finishing). registry/services/transitions.py
+    calls this first in every transition.
+    """
+    _locked_head()

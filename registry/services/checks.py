@@ -8,6 +8,7 @@ is an evaluation on every suite attached to the adapter's name.
 
 from django.db import transaction
 
+from registry.audit.services import audit_record, audit_subject
 from registry.compat import static_compatibility
 from registry.formats.peft_config import peft_overrides
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
@@ -26,6 +27,12 @@ def adapter_version_static_check(version: AdapterVersion) -> Check:
         adapter_version=version,
         kind=Check.Kind.STATIC,
         defaults={"verdict": result.verdict, "reasons": result.reasons, "details": result.details},
+    )
+    audit_record(
+        type="check.static",
+        **audit_subject(version),
+        after={"verdict": result.verdict},
+        evidence={"reasons": result.reasons},
     )
     if result.verdict == Check.Verdict.FAIL:
         version_rejected(version, f"static check: {result.reasons[0]}")
@@ -51,4 +58,6 @@ def adapter_version_checks_start(version: AdapterVersion) -> None:
 def adapter_version_evaluate(*, version: AdapterVersion, suite: EvaluationSuite) -> Job:
     """An evaluation on demand; a suite the adapter's base cannot run is refused now, not on a worker."""
     suite_check_fits(suite, version)
-    return job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)
+    job = job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)
+    audit_record(type="evaluation.request", **audit_subject(version), after={"suite": suite.ref, "job": str(job.id)})
+    return job

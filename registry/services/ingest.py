@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.errors import Conflict, InvalidArtifact, RegistryError
 from registry.formats.artifact import (
     AdapterSummary,
@@ -79,9 +80,19 @@ def _next_number(versions) -> int:
 
 
 def _locked_repository(model, namespace: str, name: str, user):
+    audit_chain_lock()  # the chain head before any row: see registry/services/transitions.py
     repository, _ = model.objects.get_or_create(namespace=namespace, name=name, defaults={"created_by": user})
     # Serialises version numbering (and the idempotency check) per name.
     return model.objects.select_for_update().get(pk=repository.pk)
+
+
+def _record_upload(kind: str, version, files: list[IncomingFile], **lineage) -> None:
+    audit_record(
+        type=f"{kind}.upload",
+        **audit_subject(version),
+        after={"ref": version.ref, "digest": version.digest, "status": version.status, **lineage},
+        evidence={"files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files]},
+    )
 
 
 def _with_blobs(files: list[IncomingFile], write_rows):
@@ -133,6 +144,7 @@ def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: Abs
         BaseModelFile.objects.bulk_create(
             [BaseModelFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
         )
+        _record_upload("base", version, files)
         return IngestResult(version, created=True)
 
     return _with_blobs(files, write_rows)
@@ -285,6 +297,7 @@ def adapter_version_ingest(
         AdapterFile.objects.bulk_create(
             [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
         )
+        _record_upload("adapter", version, files, base=base_version.ref, parent=parent.ref if parent else None)
         if checked is not None:
             signature_record(version, checked, trigger="upload", user=user)
         adapter_version_checks_start(version)

@@ -16,6 +16,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.broker import publish_job
 from registry.formats.safetensors_header import TensorInfo, read_header_from
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
@@ -80,10 +81,21 @@ def job_dispatch(job_id) -> bool:
     except Exception:
         logger.exception("could not dispatch job %s; the dispatcher will send it again", job_id)
         return False
+    _record_dispatch(job, queue)
+    return True
+
+
+@transaction.atomic
+def _record_dispatch(job: Job, queue: str) -> None:
+    audit_chain_lock()
     Job.objects.filter(id=job.id).update(
         queue=queue, dispatched_at=timezone.now(), dispatch_attempts=F("dispatch_attempts") + 1
     )
-    return True
+    audit_record(
+        type="job.dispatch" if job.dispatch_attempts == 0 else "job.redispatch",
+        **audit_subject(job),
+        after={"queue": queue, "kind": job.kind, "attempt": job.dispatch_attempts + 1},
+    )
 
 
 def job_enqueue(job: Job) -> None:
@@ -155,6 +167,12 @@ def job_complete_compatibility(
         kind=Check.Kind.DYNAMIC,
         defaults={"job": job, "verdict": verdict, "reasons": reasons, "details": details},
     )
+    audit_record(
+        type="check.dynamic",
+        **audit_subject(job.adapter_version),
+        after={"verdict": verdict},
+        evidence={"reasons": reasons, "job": str(job.id), "ran_on": worker.hostname},
+    )
     _refresh_adapter_status(job.adapter_version)
     return True
 
@@ -191,6 +209,7 @@ def workers_reap() -> list[str]:
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
     requeued = []
     with transaction.atomic():
+        audit_chain_lock()  # before the worker rows: see registry/services/transitions.py
         silent = Worker.objects.select_for_update(skip_locked=True).filter(
             state=Worker.State.ONLINE, last_heartbeat_at__lt=cutoff
         )

@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Max
+from django.db import transaction
 from django.utils import timezone
 
+from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.errors import InvalidArtifact, RegistryError
 from registry.models import AdapterVersion, Signature, SignatureVerification, SigningPolicy
 from registry.refs import parse_name
@@ -65,17 +65,25 @@ def signing_policy_set(*, namespace: str, document, user, reason: str = "") -> S
     except PolicyInvalid as exc:
         raise RegistryError("policy_invalid", exc.message, field=exc.field) from None
     with transaction.atomic():
-        # Serialises version numbering per namespace, the first version included (no row to lock yet).
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"signing-policy:{namespace}"])
-        latest = SigningPolicy.objects.filter(namespace=namespace).aggregate(highest=Max("version"))["highest"] or 0
-        return SigningPolicy.objects.create(
+        audit_chain_lock()  # serialises version numbering too (policy writes are rare)
+        previous = SigningPolicy.objects.filter(namespace=namespace).order_by("-version").first()
+        row = SigningPolicy.objects.create(
             namespace=namespace,
-            version=latest + 1,
+            version=(previous.version if previous else 0) + 1,
             document=policy.document(),
             reason=reason[:2000],
             created_by=user if user and user.is_authenticated else None,
         )
+        audit_record(
+            type="signing_policy.change",
+            object_type="signing_policy",
+            object_id=str(row.pk),
+            namespace=namespace,
+            before={"version": previous.version, "policy": previous.document} if previous else None,
+            after={"version": row.version, "policy": row.document},
+            reason=reason,
+        )
+        return row
 
 
 def trusted_root():
@@ -123,6 +131,19 @@ def _record(
 ) -> SignatureVerification:
     summary = verified.summary() if verified else (refused.details if refused else {})
     is_keyless = summary.get("method") == METHOD_KEYLESS
+    audit_record(
+        type="signature.verify",
+        **(audit_subject(version) if version else _refused_subject(adapter_name, digest)),
+        after={"result": "failed" if refused else "passed", "code": refused.code if refused else ""},
+        reason=refused.message if refused else "",
+        evidence={
+            "trigger": str(trigger),
+            "policy_version": current.version,
+            "bundle_sha256": (hashlib.sha256(raw).hexdigest() if raw else ""),
+            **summary,
+        },
+        outcome="failed" if refused else "success",
+    )
     return SignatureVerification.objects.create(
         trigger=trigger,
         adapter_name=adapter_name,
@@ -140,6 +161,11 @@ def _record(
         created_by=user if user and user.is_authenticated else None,
         **_signer_fields(summary),
     )
+
+
+def _refused_subject(adapter_name: str, digest: str) -> dict:
+    """A refused upload stored no version: the event names the adapter and the digest it would have had."""
+    return {"object_type": "adapter_version", "object_digest": digest, "adapter": adapter_name}
 
 
 def _refuse(refused: SignatureRefused, **record) -> SignatureRejected:

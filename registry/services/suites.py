@@ -3,6 +3,7 @@
 from django.db import transaction
 from django.db.models import Max
 
+from registry.audit.services import audit_record, audit_subject
 from registry.errors import InvalidArtifact, NotFound, RegistryError
 from registry.formats.artifact import IncomingFile
 from registry.formats.strict_json import load_json
@@ -109,6 +110,11 @@ def evaluation_suite_register(*, name: str, task_type: str, file: IncomingFile, 
             example_count=count,
             created_by=user,
         )
+        audit_record(
+            type="suite.register",
+            **audit_subject(suite),
+            after={"ref": suite.ref, "task_type": task_type, "examples": count, "digest": file.sha256},
+        )
     return suite, True
 
 
@@ -132,5 +138,10 @@ def evaluation_suite_attach(*, suite: EvaluationSuite, adapter_name: str) -> Sui
     )
     for version in versions.order_by("-number"):
         suite_check_fits(suite, version)
-    attachment, _ = SuiteAttachment.objects.get_or_create(adapter=adapter, suite=suite)
+    with transaction.atomic():
+        attachment, created = SuiteAttachment.objects.get_or_create(adapter=adapter, suite=suite)
+        if created:
+            audit_record(
+                type="suite.attach", **audit_subject(adapter), after={"suite": suite.ref, "adapter": adapter.full_name}
+            )
     return attachment

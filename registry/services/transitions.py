@@ -7,6 +7,10 @@ operator cancelling) live here once, and so will the audit event each move recor
 Each function is a conditional UPDATE: it moves the row only from the states it names
 and says whether it did, so of two writers racing for one transition exactly one wins.
 (healthchecks' `Check.create_flip` is the model: one place that knows a state changed.)
+
+Every move that happens writes its audit event here, in the same transaction. The chain
+head is locked first, before the row: a transaction that records events always takes the
+head before any row it moves, so two of them can never wait on each other in a cycle.
 """
 
 from dataclasses import dataclass
@@ -15,6 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.models import AdapterVersion, Job, Status, Worker
 
 
@@ -36,10 +41,18 @@ class Move:
 @transaction.atomic
 def version_status_move(version: AdapterVersion, status: str, reason: str = "") -> Move:
     """Set an adapter version's status (and why). The row is locked, so `before` is the status it left."""
+    audit_chain_lock()
     current = AdapterVersion.objects.select_for_update().only("status", "status_reason").get(id=version.id)
     reason = reason[:2000]
     if (current.status, current.status_reason) != (status, reason):
         AdapterVersion.objects.filter(id=version.id).update(status=status, status_reason=reason)
+        audit_record(
+            type="version.status",
+            **audit_subject(version),
+            before={"status": current.status, "reason": current.status_reason},
+            after={"status": status, "reason": reason},
+            reason=reason,
+        )
     version.status, version.status_reason = status, reason
     return Move(before=current.status, after=status)
 
@@ -51,18 +64,51 @@ def version_rejected(version: AdapterVersion, reason: str) -> Move:
 # --- Jobs: queued -> running -> succeeded | failed; cancelled; running -> queued again -------
 
 
-def job_state_move(job: Job | str, to_state: str, *, from_states, where: dict | None = None, **fields) -> bool:
+@transaction.atomic
+def job_state_move(
+    job: Job | str,
+    to_state: str,
+    *,
+    event: str,
+    from_states,
+    where: dict | None = None,
+    reason: str = "",
+    evidence=None,
+    **fields,
+) -> bool:
     """Move a job from one of `from_states` to `to_state` (with `where` as extra conditions, e.g. the
-    claiming worker); False when another writer moved it first."""
+    claiming worker) and record `event`; False when another writer moved it first."""
     job_id = job.id if isinstance(job, Job) else job
-    moved = Job.objects.filter(id=job_id, state__in=list(from_states), **(where or {})).update(state=to_state, **fields)
-    return bool(moved)
+    audit_chain_lock()
+    row = (
+        Job.objects.select_for_update(of=("self",))
+        .select_related("adapter_version__adapter")
+        .filter(id=job_id, state__in=list(from_states), **(where or {}))
+        .first()
+    )
+    if row is None:
+        return False
+    Job.objects.filter(id=row.id).update(state=to_state, **fields)
+    audit_record(
+        type=event,
+        **audit_subject(row),
+        before={"state": row.state, "worker": row.claimed_by_id and str(row.claimed_by_id)},
+        after={"state": to_state, **{k: v for k, v in fields.items() if k in AUDITED_JOB_FIELDS}},
+        reason=reason,
+        evidence=evidence,
+    )
+    return True
+
+
+# Job fields worth an event's `after` (the rest, e.g. timestamps, are in the event's own time).
+AUDITED_JOB_FIELDS = {"ran_on", "error", "base_was_resident"}
 
 
 def job_claimed(job_id, worker: Worker) -> bool:
     return job_state_move(
         job_id,
         Job.State.RUNNING,
+        event="job.claim",
         from_states=[Job.State.QUEUED],
         claimed_by=worker,
         ran_on=worker.hostname,
@@ -76,8 +122,10 @@ def job_finished(job: Job, worker: Worker, state: str, **fields) -> bool:
     return job_state_move(
         job,
         state,
+        event="job.finish",
         from_states=[Job.State.RUNNING],
         where={"claimed_by": worker},
+        evidence=fields.get("result"),
         finished_at=timezone.now(),
         **fields,
     )
@@ -87,7 +135,14 @@ def job_released(job: Job, worker: Worker | None = None) -> bool:
     """Back to queued: a transient error on the worker, or the reaper taking a lost worker's job."""
     where = {"claimed_by": worker} if worker is not None else None
     return job_state_move(
-        job, Job.State.QUEUED, from_states=[Job.State.RUNNING], where=where, claimed_by=None, started_at=None
+        job,
+        Job.State.QUEUED,
+        event="job.release",
+        from_states=[Job.State.RUNNING],
+        where=where,
+        reason="the worker was lost" if worker is None else "a transient error on the worker",
+        claimed_by=None,
+        started_at=None,
     )
 
 
@@ -95,7 +150,9 @@ def job_cancelled(job: Job, reason: str) -> bool:
     return job_state_move(
         job,
         Job.State.CANCELLED,
+        event="job.cancel",
         from_states=[Job.State.QUEUED, Job.State.RUNNING],
+        reason=reason,
         claimed_by=None,
         finished_at=timezone.now(),
         error=reason[:4000],
@@ -105,18 +162,59 @@ def job_cancelled(job: Job, reason: str) -> bool:
 # --- Workers: online <-> lost, stopped -----------------------------------------------------------
 
 
-def worker_state_move(hostname: str, state: str, *, from_states=None, **fields) -> bool:
-    """Set a worker's state (a heartbeat passes its report as fields); False when no row matched."""
+@transaction.atomic
+def worker_state_move(hostname: str, state: str, *, from_states=None, reason: str = "", **fields) -> bool:
+    """Set a worker's state (a heartbeat passes its report as fields); False when no row matched.
+    Only a change of state is an event: a heartbeat that keeps a worker online records nothing."""
     rows = Worker.objects.filter(hostname=hostname)
     if from_states is not None:
         rows = rows.filter(state__in=list(from_states))
-    return bool(rows.update(state=state, **fields))
+    before = rows.values_list("state", flat=True).first()
+    if before is None:
+        return False
+    if before != state:
+        audit_chain_lock()
+        before = rows.select_for_update().values_list("state", flat=True).first()
+        if before is None:
+            return False
+    rows.update(state=state, **fields)
+    if before != state:
+        audit_record(
+            type=f"worker.{state}",
+            object_type="worker",
+            object_id=hostname,
+            before={"state": before},
+            after={"state": state},
+            reason=reason,
+        )
+    return True
+
+
+@transaction.atomic
+def worker_registered(hostname: str, **fields) -> Worker:
+    """A worker process started (or restarted under the same name): online, with its report."""
+    audit_chain_lock()
+    worker, created = Worker.objects.update_or_create(hostname=hostname, defaults=fields)
+    audit_record(
+        type="worker.register",
+        object_type="worker",
+        object_id=hostname,
+        after={"state": worker.state, "queues": worker.queues, "device": worker.device_type},
+        reason="a new worker" if created else "the worker restarted",
+    )
+    return worker
 
 
 def worker_lost(worker: Worker) -> bool:
     """The reaper's verdict on a silent worker; its resident models are gone with it."""
-    return worker_state_move(worker.hostname, Worker.State.LOST, from_states=[Worker.State.ONLINE], resident={})
+    return worker_state_move(
+        worker.hostname,
+        Worker.State.LOST,
+        from_states=[Worker.State.ONLINE],
+        reason=f"no heartbeat since {worker.last_heartbeat_at.isoformat()}",
+        resident={},
+    )
 
 
 def worker_stopped(hostname: str) -> bool:
-    return worker_state_move(hostname, Worker.State.STOPPED, resident={})
+    return worker_state_move(hostname, Worker.State.STOPPED, reason="the worker shut down", resident={})

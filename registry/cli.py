@@ -853,6 +853,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pull.add_parser(commands).set_defaults(handler=cmd_pull)
     _add_signing_parsers(commands)
+    from registry import cli_audit  # adapterctl audit events | export | verify
+
+    cli_audit.add_parser(commands, CliError)
     _accept_json_anywhere(parser)
     return parser
 

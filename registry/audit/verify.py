@@ -563,8 +563,9 @@ def summary(report: Report) -> str:
     )
 
 
-def run(path, public_key: str | None = None, *, as_json: bool = False, out=sys.stdout, err=sys.stderr) -> int:
+def run(path, public_key: str | None = None, *, as_json: bool = False, out=None, err=None) -> int:
     """Verify and print: the summary (exit 0), or one line naming the first failure (exit 1)."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         pem = Path(public_key).read_bytes() if public_key else None
     except OSError as exc:

@@ -2,9 +2,14 @@
 
 import base64
 import csv
+import hashlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
+import uuid
 import zipfile
 import zlib
 
@@ -12,13 +17,17 @@ import pytest
 import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from registry.audit.export import CSV_COLUMNS, audit_export_request
+from registry.audit.export_tasks import build_audit_export
 from registry.audit.services import audit_event_data
 from registry.audit.verify import verify_export
-from registry.models import AuditEvent, RegistryKey
+from registry.models import AuditEvent, AuditExport, RegistryKey
 from registry.signing.keys import active_key
 from tests.audit.export_helpers import export_zip, member, record_events
+from tests.workers.conftest import WorkerPool, purge_queues
 
 pytestmark = pytest.mark.django_db
 
@@ -129,3 +138,123 @@ def test_exporting_is_audited_in_the_same_transaction(bob):
     assert (event.actor_name, event.namespace, event.after["filters"]) == ("bob", "acme", {"namespace": "acme"})
     # The export covers what was recorded before its own event, which is never part of it.
     assert export.up_to_seq == event.seq - 1
+
+
+# --- The API -----------------------------------------------------------------------------------
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+def test_the_api_exports_for_auditors_and_admins_only(alice_client, bob, carol, tmp_path):
+    record_events(bob, count=4)
+    refused = alice_client.post("/api/v1/audit/exports", {}, format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    assert not AuditExport.objects.exists()
+    for user in (bob, carol):
+        response = client_for(user).post("/api/v1/audit/exports", {"namespace": "acme"}, format="json")
+        assert response.status_code == 202, response.content
+        body = response.json()
+        assert (body["state"], body["progress"], body["filters"]) == ("done", 1.0, {"namespace": "acme"})
+        assert body["requested_by"] == user.username and body["events_exported"] > 0
+        assert response["Location"] == f"/api/v1/audit/exports/{body['id']}"
+        assert client_for(user).get(response["Location"]).json() == body
+    download = client_for(bob).get(body["download_url"])
+    assert download.status_code == 200 and download["Content-Type"] == "application/zip"
+    data = b"".join(download.streaming_content)
+    assert hashlib.sha256(data).hexdigest() == body["sha256"] and len(data) == body["size"]
+    (tmp_path / "download.zip").write_bytes(data)
+    assert verify_export(tmp_path / "download.zip").filters == {"namespace": "acme"}
+    assert alice_client.get(body["download_url"]).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"nope": "1"}, "unknown_filter"),
+        ({"adapter": "no-slash"}, "invalid_name"),
+        ({"after": "yesterday"}, "validation_error"),
+        ({"outcome": "maybe"}, "validation_error"),
+        (["namespace", "acme"], "validation_error"),
+    ],
+)
+def test_the_api_refuses_what_it_cannot_filter_by(bob, body, code):
+    response = client_for(bob).post("/api/v1/audit/exports", body, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+    assert not AuditExport.objects.exists()
+
+
+def test_an_unknown_or_unfinished_export_is_not_downloaded(bob):
+    api = client_for(bob)
+    missing = api.get(f"/api/v1/audit/exports/{uuid.uuid4()}")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "audit_export_not_found"
+    queued = audit_export_request(user=bob, filters={})
+    body = api.get(f"/api/v1/audit/exports/{queued.id}").json()
+    assert (body["state"], body["download_url"]) == ("queued", None)
+    refused = api.get(f"/api/v1/audit/exports/{queued.id}/download")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "export_not_ready"
+
+
+def test_a_large_export_is_queued_for_the_cpu_queue(bob, settings, django_capture_on_commit_callbacks, tmp_path):
+    settings.AUDIT_EXPORT_SYNC_MAX_EVENTS = 3
+    record_events(bob, count=4)
+    with django_capture_on_commit_callbacks() as sent:
+        response = client_for(bob).post("/api/v1/audit/exports", {}, format="json")
+    assert response.status_code == 202
+    assert (response.json()["state"], response.json()["download_url"]) == ("queued", None)
+    assert len(sent) == 1
+    # What a worker runs for that message (test_a_worker_builds_a_large_export runs a real one).
+    assert build_audit_export(response.json()["id"]) == "done"
+    assert build_audit_export(response.json()["id"]) == "done"  # a redelivered message builds nothing twice
+    export = AuditExport.objects.get()
+    assert export.events_done == export.events_total == export.events_exported + export.events_omitted
+
+
+# --- A real worker and adapterctl --------------------------------------------------------------
+
+
+@pytest.fixture
+def cpu_worker(transactional_db, tmp_path):
+    purge_queues()
+    workers = WorkerPool(tmp_path)
+    workers.start("audit-cpu", queues="cpu")  # only the cpu queue: the export task must be routed there
+    yield workers
+    workers.stop()
+
+
+def test_a_worker_builds_a_large_export_and_adapterctl_downloads_it(cpu_worker, live_server, bob, settings, tmp_path):
+    settings.AUDIT_EXPORT_SYNC_MAX_EVENTS = 0
+    record_events(bob, count=6)
+    env = {
+        **os.environ,
+        "ADAPTER_REGISTRY_URL": live_server.url,
+        "ADAPTER_REGISTRY_TOKEN": Token.objects.get_or_create(user=bob)[0].key,
+    }
+
+    def adapterctl(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "registry.cli", "audit", *args], capture_output=True, text=True, env=env, timeout=180
+        )
+
+    out = tmp_path / "acme.zip"
+    exported = adapterctl("export", "--namespace", "acme", "--out", str(out), "--interval", "0.2")
+    assert exported.returncode == 0, exported.stderr + cpu_worker.logs()
+    export = AuditExport.objects.get()
+    assert export.state == "done" and export.started_at is not None
+    assert f"export {export.id}: queued 0%" in exported.stderr  # the progress line, while the worker had it
+    assert str(out) in exported.stdout and f"sha256:{export.sha256}" in exported.stdout
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == export.sha256
+    registry_pem = tmp_path / "registry.pem"
+    registry_pem.write_text(active_key().public_key_pem)
+    verified = adapterctl("verify", str(out), "--public-key", str(registry_pem))
+    assert verified.returncode == 0, verified.stderr
+    assert f"{export.events_exported} exported" in verified.stdout
+
+    listed = adapterctl("--json", "events", "--type", "audit.export")
+    assert listed.returncode == 0, listed.stderr
+    assert [event["object_id"] for event in json.loads(listed.stdout)] == [str(export.id)]
+    table = adapterctl("events", "--namespace", "acme", "--limit", "3")
+    assert table.returncode == 0 and table.stdout.count("\n") == 4 and "audit_export" in table.stdout

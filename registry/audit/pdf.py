@@ -9,9 +9,9 @@ where they apply. Made with reportlab's built-in Helvetica, which covers Latin-1
 
 import io
 from dataclasses import dataclass, field
+from datetime import UTC
 from xml.sax.saxutils import escape
 
-from django.db import connection
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import getSampleStyleSheet
@@ -45,21 +45,26 @@ class Activity:
     rows: list[ActivityRow] = field(default_factory=list)
 
 
-def exported_activity(where_sql: str, params: list, first_seq: int, last_seq: int) -> list[Activity]:
-    """The exported events grouped per adapter, actor, type and outcome, in one query."""
-    sql = f"""
-        SELECT adapter, actor_kind, actor_name, type, outcome, count(*),
-               to_char(min(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
-               to_char(max(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-        FROM registry_auditevent WHERE seq BETWEEN %s AND %s AND ({where_sql})
-        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 6 DESC, 3, 4"""
+def add_activity(groups: dict, rows) -> None:
+    """Fold (adapter, actor kind, actor name, type, outcome, count, first, last) rows, one interval's
+    GROUP BY, into `groups`."""
+    for adapter, kind, name, type_, outcome, count, first, last in rows:
+        key = (adapter, kind, name, type_, outcome)
+        known = groups.get(key)
+        groups[key] = (
+            [count, first, last] if known is None else [known[0] + count, min(known[1], first), max(known[2], last)]
+        )
+
+
+def activities(groups: dict) -> list[Activity]:
+    """Per adapter (those with no adapter last), its actor and type pairs, the most frequent first."""
     per_adapter: dict[str, Activity] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [first_seq, last_seq, *params])
-        for adapter, kind, name, type_, outcome, count, first, last in cursor.fetchall():
-            activity = per_adapter.setdefault(adapter, Activity(adapter))
-            activity.events += count
-            activity.rows.append(ActivityRow(f"{name or '?'} ({kind})", type_, outcome, count, first, last))
+    for (adapter, kind, name, type_, outcome), (count, first, last) in groups.items():
+        activity = per_adapter.setdefault(adapter, Activity(adapter))
+        activity.events += count
+        activity.rows.append(ActivityRow(f"{name or '?'} ({kind})", type_, outcome, count, _when(first), _when(last)))
+    for activity in per_adapter.values():
+        activity.rows.sort(key=lambda row: (-row.count, row.actor, row.type, row.outcome))
     return sorted(per_adapter.values(), key=lambda a: (a.adapter == NO_ADAPTER, a.adapter))
 
 
@@ -92,7 +97,7 @@ def _table(header: list[str], rows: list[list], widths: list[float], what: str) 
 
 
 def _when(moment) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 def _versions(adapter: Adapter) -> list:

@@ -30,7 +30,9 @@ import hashlib
 import json
 import sys
 import zipfile
+from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -262,155 +264,155 @@ def _parse_range(manifest: dict) -> _Range | None:
     return bounds
 
 
+class _Lines:
+    """events.jsonl's lines (without their newline), read in chunks and hashed whole as they go."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.sha256, self.size = hashlib.sha256(), 0
+        self.number = 0  # lines handed out so far: the line a failure is on
+        self.unterminated = False  # the last line had no newline
+        self.checkpoints: list[bytes] = []
+        self._lines = self._read()
+
+    def _read(self):
+        rest = b""
+        while chunk := self.handle.read(_CHUNK):
+            self.sha256.update(chunk)
+            self.size += len(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for raw in lines:
+                yield self._counted(raw)
+        if rest:
+            self.unterminated = True
+            yield self._counted(rest)
+
+    def _counted(self, raw: bytes) -> bytes:
+        self.number += 1
+        if _CHECKPOINT_MARK in raw:  # parsed again (they are rare) once the chain has verified them
+            self.checkpoints.append(raw)
+        return raw
+
+    def __iter__(self):
+        return self._lines
+
+    def drain(self) -> None:
+        """Read (and hash) the rest of the file without looking at it."""
+        for _ in self._lines:
+            pass
+
+
+_CHECKPOINT_MARK = f'"type":"{CHECKPOINT_TYPE}"'.encode()
+
+
 class _EventWalk:
-    """Checks 4 to 7 over the lines of events.jsonl, hashing the file as it goes."""
+    """Checks 4 to 7: chain.verify_lines over each run of consecutive exported events, stepping over
+    the omitted events between runs through the hashes the manifest lists for them."""
 
     def __init__(self, bounds: _Range | None, watched: set[int]):
         self.bounds = bounds
-        self.expected = bounds.first if bounds else 1
-        self.prev_hash = bounds.prev_hash if bounds else chain.GENESIS_HASH
-        self.problem: VerificationFailed | None = None
-        self.line = 0
-        self.exported = 0
-        self.checkpoints: list[dict] = []
-        self.watched = watched  # seqs whose entry_hash the checkpoint checks need
+        self.watched = watched  # seqs whose entry_hash the manifest checkpoint's check needs
         self.hashes: dict[int, str] = {}
+        self.exported = 0
 
-    def feed(self, raw: bytes) -> None:
-        if self.problem is not None:
+    def walk(self, lines: _Lines) -> None:
+        if self.bounds is None:
+            for _ in lines:
+                raise VerificationFailed(f"{EVENTS} line {lines.number}", "an event, but the manifest's range is empty")
             return
-        self.line += 1
-        try:
-            self._check(raw)
-        except VerificationFailed as failure:
-            self.problem = failure
-
-    def _check(self, raw: bytes) -> None:
-        try:
-            event = json.loads(raw)
-        except ValueError as exc:
+        bounds, omitted = self.bounds, self.bounds.omitted
+        expected, prev_hash = bounds.first, bounds.prev_hash
+        stops = sorted({*omitted, *(seq for seq in self.watched if bounds.first <= seq <= bounds.last)})
+        while expected <= bounds.last:
+            if expected in omitted:
+                prev_hash = omitted[expected]
+                self._remember(expected, prev_hash)
+                expected += 1
+                continue
+            # The run ends before the next omitted event, at a watched seq, or at the range's end.
+            at = bisect_left(stops, expected)
+            end = stops[at] - (stops[at] in omitted) if at < len(stops) else bounds.last
+            before = lines.number
+            prev_hash = self._run(lines, expected, end, prev_hash)
+            read = lines.number - before
+            self.exported += read
+            if read < end - expected + 1:
+                self._missing(expected + read)
+            self._remember(end, prev_hash)
+            expected = end + 1
+        for _ in lines:
             raise VerificationFailed(
-                f"{EVENTS} line {self.line}", f"not valid JSON ({exc}); the file was changed or truncated"
-            ) from None
-        if not isinstance(event, dict):
-            raise VerificationFailed(f"{EVENTS} line {self.line}", "not a JSON object")
-        seq = event.get("seq")
-        self._cross_omitted(seq)
-        if self.bounds is None or (isinstance(seq, int) and seq > self.bounds.last):
-            last = self.bounds.last if self.bounds else "nothing (an empty range)"
-            raise VerificationFailed(self._where(seq), f"outside the manifest's range, which ends at {last}")
-        if seq == self.expected and seq in self.bounds.omitted:
-            raise VerificationFailed(self._where(seq), "exported, yet the manifest lists it as omitted")
-        if not self._verifies_quickly(raw, event):
-            try:
-                chain.verify_chain([event], start_prev_hash=self.prev_hash, start_seq=self.expected)
-            except chain.ChainBroken as broken:
-                raise VerificationFailed(self._where(broken.seq), self._explain(broken)) from None
-        self.prev_hash, self.expected = event[chain.ENTRY_HASH], self.expected + 1
-        self.exported += 1
-        if seq in self.watched:
-            self.hashes[seq] = self.prev_hash
-        if event.get("type") == CHECKPOINT_TYPE:
-            self.checkpoints.append(event)
+                f"{EVENTS} line {lines.number}", f"an event after the manifest's range, which ends at {bounds.last}"
+            )
+        if lines.unterminated:
+            raise VerificationFailed(f"{EVENTS} line {lines.number}", "has no newline at its end (truncated)")
+        if prev_hash != bounds.last_entry_hash:
+            raise VerificationFailed(
+                f"{EVENTS} event {bounds.last}",
+                f"the chain ends in {prev_hash}, not in the manifest's last_entry_hash {bounds.last_entry_hash}",
+            )
 
-    def _verifies_quickly(self, raw: bytes, event: dict) -> bool:
-        """The common case without re-encoding: the line is the hashed canonical JSON with its
-        `,"entry_hash":"<hex>"` member inserted. Remove that member and hash what is left after
-        the previous entry_hash; a match proves those bytes are exactly the ones the registry
-        hashed (SHA-256 is collision resistant), and since the registry hashes every event after
-        its own prev_hash, it proves the link as well. Anything else (a mismatch, another layout)
-        is decided by chain.verify_chain, which canonicalises the parsed event itself."""
-        claimed = event.get(chain.ENTRY_HASH)
-        if (
-            event.get("seq") != self.expected
-            or event.get("prev_hash") != self.prev_hash
-            or not isinstance(claimed, str)
-        ):
-            return False
-        member = b',"entry_hash":"' + claimed.encode() + b'"'
-        body = raw.replace(member, b"", 1)
-        if len(body) == len(raw):
-            return False
-        return hashlib.sha256(bytes.fromhex(self.prev_hash) + body).hexdigest() == claimed
+    def _run(self, lines: _Lines, first: int, last: int, prev_hash: str) -> str:
+        try:
+            return chain.verify_lines(islice(lines, last - first + 1), start_prev_hash=prev_hash, start_seq=first)
+        except chain.ChainBroken as broken:
+            where = f"{EVENTS} event {broken.seq} (line {lines.number})"
+            if " is not JSON: " in broken.message:
+                problem = broken.message.split(" is not JSON: ", 1)[1]
+                raise VerificationFailed(
+                    f"{EVENTS} line {lines.number}", f"not valid JSON ({problem}); the file was changed or truncated"
+                ) from None
+            raise VerificationFailed(where, self._explain(broken, first)) from None
 
-    def _cross_omitted(self, seq) -> None:
-        """Before an exported event, step over the omitted ones: their listed entry_hash is the link."""
-        omitted = self.bounds.omitted if self.bounds else {}
-        while self.expected in omitted and (not isinstance(seq, int) or seq > self.expected):
-            self.prev_hash = omitted[self.expected]
-            if self.expected in self.watched:
-                self.hashes[self.expected] = self.prev_hash
-            self.expected += 1
-
-    def _where(self, seq) -> str:
-        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else self.expected
-        return f"{EVENTS} event {seq} (line {self.line})"
-
-    def _explain(self, broken: chain.ChainBroken) -> str:
-        if self.exported == 0 and "does not link" in broken.message and self.bounds is not None:
-            return f"prev_hash does not link to the manifest's range prev_hash {self.bounds.prev_hash}"
-        omitted = self.bounds.omitted if self.bounds else {}
-        if "does not link" in broken.message and broken.seq - 1 in omitted:
-            return f"prev_hash does not link to the entry_hash the manifest lists for omitted event {broken.seq - 1}"
+    def _explain(self, broken: chain.ChainBroken, run_first: int) -> str:
+        if "does not link" in broken.message and broken.seq == run_first:
+            if run_first == self.bounds.first:
+                return f"prev_hash does not link to the manifest's range prev_hash {self.bounds.prev_hash}"
+            if run_first - 1 in self.bounds.omitted:
+                return f"prev_hash does not link to the entry_hash the manifest lists for omitted event {run_first - 1}"
         return broken.message
 
-    def finish(self) -> None:
-        """After the last line: the omitted events at the end, then check 7 (the range's ends)."""
-        if self.problem is not None or self.bounds is None:
-            return
-        self._cross_omitted(None)
-        try:
-            if self.expected <= self.bounds.last:
-                missing = (
-                    f"{self.expected}"
-                    if self.expected == self.bounds.last
-                    else f"{self.expected} to {self.bounds.last}"
-                )
-                raise VerificationFailed(
-                    f"{EVENTS} event {self.expected}",
-                    f"missing: the file ends after event {self.expected - 1} but the range ends at {self.bounds.last} "
-                    f"(event(s) {missing} removed or the file truncated)",
-                )
-            if self.prev_hash != self.bounds.last_entry_hash:
-                raise VerificationFailed(
-                    f"{EVENTS} event {self.bounds.last}",
-                    f"the chain ends in {self.prev_hash}, not in the manifest's last_entry_hash "
-                    f"{self.bounds.last_entry_hash}",
-                )
-        except VerificationFailed as failure:
-            self.problem = failure
+    def _missing(self, seq: int) -> None:
+        last = self.bounds.last
+        missing = f"{seq}" if seq == last else f"{seq} to {last}"
+        raise VerificationFailed(
+            f"{EVENTS} event {seq}",
+            f"missing: the file ends after event {seq - 1} but the range ends at {last} "
+            f"(event(s) {missing} removed or the file truncated)",
+        )
+
+    def _remember(self, seq: int, entry_hash: str) -> None:
+        if seq in self.watched:
+            self.hashes[seq] = entry_hash
 
 
-def _walk_events(export: _Export, manifest: dict, bounds: _Range | None, watched: set[int]) -> _EventWalk:
+def _walk_events(export: _Export, manifest: dict, bounds: _Range | None, watched: set[int]) -> tuple[_EventWalk, list]:
+    """Checks 4 to 7, and the file's hash: when it does not match, the one line says so and names the
+    first event that does not verify, if any."""
     walk = _EventWalk(bounds, watched)
-    sha256, size, rest = hashlib.sha256(), 0, b""
+    problem = None
     try:
         with export.zip.open(EVENTS) as handle:
-            while chunk := handle.read(_CHUNK):
-                sha256.update(chunk)
-                size += len(chunk)
-                lines = (rest + chunk).split(b"\n")
-                rest = lines.pop()
-                for raw in lines:
-                    walk.feed(raw)
+            lines = _Lines(handle)
+            try:
+                walk.walk(lines)
+            except VerificationFailed as failure:
+                problem = failure
+            lines.drain()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise VerificationFailed(EVENTS, f"the ZIP entry cannot be read ({exc})") from None
-    if rest:
-        walk.feed(rest)  # a last line without its newline: truncated, unless it still verifies
-        if walk.problem is None:
-            walk.problem = VerificationFailed(f"{EVENTS} line {walk.line}", "has no newline at its end (truncated)")
-    walk.finish()
     expected = manifest["files"][EVENTS]
-    if sha256.hexdigest() != expected["sha256"] or size != expected.get("size"):
-        first = f"; first problem: {walk.problem}" if walk.problem else ""
+    if lines.sha256.hexdigest() != expected["sha256"] or lines.size != expected.get("size"):
+        first = f"; first problem: {problem}" if problem else ""
         raise VerificationFailed(
             EVENTS,
-            f"SHA-256 {sha256.hexdigest()} ({size} bytes) does not match the manifest's {expected['sha256']}: "
-            f"the file was changed after the export{first}",
+            f"SHA-256 {lines.sha256.hexdigest()} ({lines.size} bytes) does not match the manifest's "
+            f"{expected['sha256']}: the file was changed after the export{first}",
         )
-    if walk.problem is not None:
-        raise walk.problem
-    return walk
+    if problem is not None:
+        raise problem
+    return walk, [json.loads(raw) for raw in lines.checkpoints]
 
 
 # --- Checkpoints -------------------------------------------------------------------------------
@@ -441,10 +443,12 @@ def _verify_checkpoint_event(export: _Export, event: dict, given_key, report: Re
     return payload
 
 
-def _verify_exported_checkpoints(export: _Export, walk: _EventWalk, given_key, report: Report) -> None:
+def _verify_exported_checkpoints(export: _Export, checkpoints: list[dict], given_key, report: Report) -> None:
     """Every checkpoint event in the export: signed by a registry key, and its head is the chain's
     head just before it (the registry signs the head, then chains the checkpoint after it)."""
-    for event in walk.checkpoints:
+    for event in checkpoints:
+        if event.get("type") != CHECKPOINT_TYPE:
+            continue  # the mark was inside another event's text
         where = f"{EVENTS} event {event['seq']}"
         payload = _verify_checkpoint_event(export, event, given_key, report, where)
         if payload["seq"] == event["seq"] - 1 and payload["head_hash"] != event["prev_hash"]:
@@ -453,7 +457,7 @@ def _verify_exported_checkpoints(export: _Export, walk: _EventWalk, given_key, r
                 f"the checkpoint signs head {payload['head_hash']} for event {payload['seq']}, "
                 f"but the chain has {event['prev_hash']}",
             )
-    report.checkpoint_events = len(walk.checkpoints)
+    report.checkpoint_events = sum(event.get("type") == CHECKPOINT_TYPE for event in checkpoints)
 
 
 def _verify_manifest_checkpoint(export, manifest, bounds, walk, given_key, report) -> None:
@@ -516,8 +520,8 @@ def verify_export(path, *, public_key_pem: bytes | None = None) -> Report:
         manifest = _parse_manifest(manifest_bytes, report)
         bounds = _parse_range(manifest)
         _verify_files(export, manifest, report)
-        walk = _walk_events(export, manifest, bounds, _checkpoint_watch(manifest))
-        _verify_exported_checkpoints(export, walk, given_key, report)
+        walk, checkpoints = _walk_events(export, manifest, bounds, _checkpoint_watch(manifest))
+        _verify_exported_checkpoints(export, checkpoints, given_key, report)
         _verify_manifest_checkpoint(export, manifest, bounds, walk, given_key, report)
     if bounds is not None:
         report.first_seq, report.last_seq, report.last_entry_hash = bounds.first, bounds.last, bounds.last_entry_hash

@@ -56,6 +56,13 @@ class AuditExportSerializer(serializers.ModelSerializer):
             "finished_at",
             "download_url",
         ]
+        extra_kwargs = {
+            "events_total": {"help_text": "events in the range, exported or omitted"},
+            "events_done": {
+                "help_text": "progress in events: the JSON lines and then the CSV rows, each counting half"
+            },
+            "up_to_seq": {"help_text": "the last event recorded before the request; the export covers no later one"},
+        }
 
     def get_download_url(self, export: AuditExport) -> str | None:
         if export.state != AuditExport.State.DONE:

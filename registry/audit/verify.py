@@ -280,19 +280,20 @@ class _Lines:
         while chunk := self.handle.read(_CHUNK):
             self.sha256.update(chunk)
             self.size += len(chunk)
-            lines = (rest + chunk).split(b"\n")
+            block = rest + chunk
+            lines = block.split(b"\n")
             rest = lines.pop()
+            if _CHECKPOINT_MARK in block:  # parsed again (they are rare) once the chain has verified them
+                self.checkpoints += [raw for raw in lines if _CHECKPOINT_MARK in raw]
             for raw in lines:
-                yield self._counted(raw)
+                self.number += 1
+                yield raw
         if rest:
             self.unterminated = True
-            yield self._counted(rest)
-
-    def _counted(self, raw: bytes) -> bytes:
-        self.number += 1
-        if _CHECKPOINT_MARK in raw:  # parsed again (they are rare) once the chain has verified them
-            self.checkpoints.append(raw)
-        return raw
+            self.number += 1
+            if _CHECKPOINT_MARK in rest:
+                self.checkpoints.append(rest)
+            yield rest
 
     def __iter__(self):
         return self._lines
@@ -527,6 +528,13 @@ def verify_export(path, *, public_key_pem: bytes | None = None) -> Report:
         report.first_seq, report.last_seq, report.last_entry_hash = bounds.first, bounds.last, bounds.last_entry_hash
         report.omitted = len(bounds.omitted)
     report.exported = walk.exported
+    counts = manifest.get("events") or {}
+    if (counts.get("exported"), counts.get("omitted")) != (report.exported, report.omitted):
+        raise VerificationFailed(
+            MANIFEST,
+            f"counts {counts.get('exported')} exported and {counts.get('omitted')} omitted events, but the export "
+            f"holds {report.exported} and lists {report.omitted}",
+        )
     return report
 
 

@@ -34,6 +34,7 @@ benchmark: install
 	$(BIN)/python benchmarks/list_latency.py
 	$(BIN)/python benchmarks/signature_verify.py
 	$(BIN)/python benchmarks/audit_append.py
+	$(BIN)/python benchmarks/audit_export.py
 
 clean:
 	rm -rf var/tmp var/broker var/staticfiles

@@ -27,3 +27,19 @@ def no_network():
     with network_blocked() as attempts:
         yield
     assert not attempts, f"network access attempted: {attempts}"
+
+
+@pytest.fixture
+def carol_client(carol):
+    """The admin's API client (policies, operator actions)."""
+    from tests.conftest import _client_for
+
+    return _client_for(carol)
+
+
+@pytest.fixture
+def base(alice_client, zoo):
+    """One base version, acme/llama:v1, pushed through the API."""
+    response = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
+    assert response.status_code == 201
+    return response.json()

@@ -14,7 +14,6 @@ from rest_framework.test import APIClient
 
 from registry.models import AdapterVersion, RegistryKey, Signature, SignatureVerification
 from registry.services.signatures import version_countersign, version_verify
-from tests.conftest import _client_for
 from tests.helpers import directory_files, leftovers, upload
 from tests.signing_helpers import (
     key_policy,
@@ -26,18 +25,6 @@ from tests.signing_helpers import (
 )
 
 pytestmark = pytest.mark.usefixtures("no_network")
-
-
-@pytest.fixture
-def carol_client(carol):
-    return _client_for(carol)
-
-
-@pytest.fixture
-def base(alice_client, zoo):
-    response = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
-    assert response.status_code == 201
-    return response.json()
 
 
 @pytest.fixture

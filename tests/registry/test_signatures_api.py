@@ -9,20 +9,6 @@ from tests.signing_helpers import key_policy, make_key, sign_with_key
 pytestmark = pytest.mark.usefixtures("no_network")
 
 
-@pytest.fixture
-def carol_client(carol):
-    from tests.conftest import _client_for
-
-    return _client_for(carol)
-
-
-@pytest.fixture
-def base(alice_client, zoo):
-    response = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
-    assert response.status_code == 201
-    return response.json()
-
-
 def push(client, directory, signature=None, name="acme/bot"):
     return upload(
         client, "/api/v1/adapters/", {"name": name, "base": "acme/llama:v1"}, directory_files(directory), signature

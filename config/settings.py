@@ -366,6 +366,10 @@ JOB_REDISPATCH_AFTER_SECONDS = env_int("JOB_REDISPATCH_AFTER_SECONDS", 60)
 AUDIT_CHECKPOINT_INTERVAL_SECONDS = env_int("AUDIT_CHECKPOINT_INTERVAL_SECONDS", 3600)
 if AUDIT_CHECKPOINT_INTERVAL_SECONDS < 1:
     raise ImproperlyConfigured("AUDIT_CHECKPOINT_INTERVAL_SECONDS must be at least 1")
+# Export ZIPs are deleted this many days after they were built (0: kept forever); hourly check.
+AUDIT_EXPORT_RETENTION_DAYS = env_int("AUDIT_EXPORT_RETENTION_DAYS", 30)
+# Every download that hands out a file's bytes from the start is an audit event (`file.download`).
+AUDIT_DOWNLOADS = env_bool("AUDIT_DOWNLOADS", True)
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-workers": {
         "task": "workers.reap",
@@ -381,6 +385,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.checkpoint",
         "schedule": float(AUDIT_CHECKPOINT_INTERVAL_SECONDS),
         "options": {"queue": "cpu", "expires": AUDIT_CHECKPOINT_INTERVAL_SECONDS},
+    },
+    "audit-exports-expire": {
+        "task": "audit.exports_expire",
+        "schedule": 3600.0,
+        "options": {"queue": "cpu", "expires": 3600},
     },
 }
 

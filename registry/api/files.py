@@ -23,6 +23,7 @@ from registry import selectors
 from registry.api.errors import error_response
 from registry.api.schema import ErrorSerializer
 from registry.api.serializers import FileSerializer
+from registry.audit.services import audit_record, audit_subject
 from registry.errors import NotFound
 from registry.storage import get_blob_store
 
@@ -50,7 +51,7 @@ def _version_file(kind: str, ref: str, path: str):
     found = selectors.version_file(version, path)
     if found is None:
         raise NotFound("file_not_found", f"{version.ref} has no file {path!r}", ref=version.ref, path=path)
-    return found
+    return version, found
 
 
 def _requested_range(header: str, size: int) -> tuple[int, int] | None:
@@ -95,7 +96,19 @@ def _ranged_chunks(handle, first: int, last: int):
         handle.close()
 
 
-def _download(request, file) -> HttpResponse:
+def _download_recorded(version, file, span: tuple[int, int] | None) -> None:
+    """A `file.download` audit event for a download that hands out bytes from the start: the whole
+    file, a range from byte 0, or a presigned redirect. A resumed range (first byte > 0) continues a
+    download already recorded, and a 304 or HEAD hands out nothing, so neither is recorded."""
+    if not settings.AUDIT_DOWNLOADS or (span is not None and span[0] > 0):
+        return
+    evidence = {"path": file.path, "sha256": file.sha256, "size": file.size}
+    if span is not None:
+        evidence["range"] = f"{span[0]}-{span[1]}"
+    audit_record(type="file.download", **audit_subject(version), evidence=evidence)
+
+
+def _download(request, version, file, *, record: bool) -> HttpResponse:
     etag = f'"{file.sha256}"'
     filename = posixpath.basename(file.path)
     common = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-cache"}
@@ -104,6 +117,8 @@ def _download(request, file) -> HttpResponse:
     store = get_blob_store()
     url = store.download_url(file.sha256, filename=filename, expires=PRESIGNED_URL_SECONDS)
     if url:
+        if record:
+            _download_recorded(version, file, None)
         return HttpResponseRedirect(url, headers={"ETag": etag, "Cache-Control": "no-store"})
     handle = store.open(file.sha256)
     size = file.size
@@ -119,6 +134,8 @@ def _download(request, file) -> HttpResponse:
         for header, value in {**common, "Content-Range": f"bytes */{size}"}.items():
             response[header] = value
         return response
+    if record:
+        _download_recorded(version, file, span)
     disposition = content_disposition_header(True, filename)
     if span is None:
         response = FileResponse(handle, content_type="application/octet-stream", headers=common)
@@ -139,7 +156,11 @@ def _download(request, file) -> HttpResponse:
 def _headers_only(response: HttpResponse) -> HttpResponse:
     """HEAD: the GET answer's status and headers, no body (and the blob handle closed)."""
     if response.streaming:
-        response.close()
+        # Close the blob handle only: response.close() would also send request_finished, which
+        # closes the request's database connection before the request has finished.
+        for close in response._resource_closers:
+            close()
+        response._resource_closers.clear()
     head = HttpResponse(status=response.status_code)
     for name, value in response.items():
         head[name] = value
@@ -187,10 +208,11 @@ class _FileDownloadView(APIView):
 
     @extend_schema(parameters=[PATH_PARAMETER], description=DOWNLOAD_DESCRIPTION, responses=DOWNLOAD_RESPONSES)
     def get(self, request, ref, path):
-        return _download(request, _version_file(self.kind, ref, path))
+        return _download(request, *_version_file(self.kind, ref, path), record=True)
 
     def head(self, request, ref, path):
-        return _headers_only(self.get(request, ref, path))
+        # The GET answer without its body, and not audited: no bytes leave.
+        return _headers_only(_download(request, *_version_file(self.kind, ref, path), record=False))
 
 
 class AdapterFileListView(_FileListView):

@@ -45,7 +45,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from registry.audit import pdf, selectors, verify
 from registry.audit.checkpoint import ALGORITHM
-from registry.audit.context import actor_for_user, current_request
+from registry.audit.context import actor_for_user, actor_system, current_request
 from registry.audit.services import CHECKPOINT_TYPE, audit_event_data, audit_record, rfc3339
 from registry.errors import RegistryError
 from registry.models import AuditEvent, AuditExport, RegistryKey
@@ -54,6 +54,7 @@ from registry.storage import get_blob_store
 
 logger = logging.getLogger(__name__)
 EXPORT_EVENT_TYPE = "audit.export"
+EXPIRE_EVENT_TYPE = "audit.export_expired"
 FILTER_NAMES = ("after", "before", "namespace", "adapter", "type", "actor", "object_id", "outcome")
 # Exports of up to this many events in their range are built in the request; larger ones by a
 # task on the cpu queue (settings.AUDIT_EXPORT_SYNC_MAX_EVENTS overrides it). One shape either
@@ -210,6 +211,61 @@ def _build_into_store(export: AuditExport) -> None:
         events_omitted=result.omitted,
         finished_at=timezone.now(),
     )
+
+
+def audit_exports_expire(*, now: datetime | None = None) -> int:
+    """Delete the ZIPs of exports finished more than AUDIT_EXPORT_RETENTION_DAYS ago (0 keeps them
+    forever) and mark them expired, each with an `audit.export_expired` event. The export row and its
+    events stay: what was handed out, when and to whom is never forgotten, only the file. Returns how
+    many expired."""
+    days = settings.AUDIT_EXPORT_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expired = 0
+    due = AuditExport.objects.filter(state=AuditExport.State.DONE, finished_at__lt=cutoff).values_list("pk", flat=True)
+    for export_id in list(due):
+        if _export_expire(export_id, cutoff):
+            expired += 1
+    return expired
+
+
+def _export_expire(export_id, cutoff: datetime) -> bool:
+    with transaction.atomic():
+        export = (
+            AuditExport.objects.select_for_update()
+            .filter(pk=export_id, state=AuditExport.State.DONE, finished_at__lt=cutoff)
+            .first()
+        )
+        if export is None:  # another beat run took it
+            return False
+        export.state = AuditExport.State.EXPIRED
+        export.save(update_fields=["state"])
+        audit_record(
+            type=EXPIRE_EVENT_TYPE,
+            object_type="audit_export",
+            object_id=str(export.id),
+            before={"state": AuditExport.State.DONE},
+            after={"state": AuditExport.State.EXPIRED},
+            reason=f"older than AUDIT_EXPORT_RETENTION_DAYS={settings.AUDIT_EXPORT_RETENTION_DAYS}",
+            evidence={"sha256": export.sha256, "size": export.size, "finished_at": export.finished_at},
+            actor=actor_system(),
+        )
+        sha256 = export.sha256
+        transaction.on_commit(lambda: _export_blob_delete(sha256))
+    return True
+
+
+def _export_blob_delete(sha256: str) -> None:
+    from registry.models import Blob
+
+    # Blobs are content-addressed: never delete bytes that a registered blob (a file of a version or
+    # a suite) or another export still names.
+    if Blob.objects.filter(sha256=sha256).exists():
+        return
+    if AuditExport.objects.filter(sha256=sha256, state=AuditExport.State.DONE).exists():
+        return
+    get_blob_store().delete(sha256)
 
 
 def audit_export_open(export: AuditExport):

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from registry.api.schema import ErrorSerializer, error_responses
 from registry.audit.api import AuditEventFilterSerializer, IsAuditorOrAdmin
 from registry.audit.export import audit_export_open, audit_export_request, audit_export_start
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, NotFound, RegistryError
 from registry.models import AuditExport
 
 
@@ -124,10 +124,20 @@ class AuditExportDownloadView(APIView):
         responses={
             (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="the export ZIP"),
             409: OpenApiResponse(ErrorSerializer, description="export_not_ready: the export is not done (yet)"),
+            410: OpenApiResponse(
+                ErrorSerializer, description="export_expired: its ZIP was deleted after the retention"
+            ),
         }
     )
     def get(self, request, export_id):
         export = _export_get(export_id)
+        if export.state == AuditExport.State.EXPIRED:
+            raise RegistryError(
+                "export_expired",
+                f"audit export {export.id} was deleted after AUDIT_EXPORT_RETENTION_DAYS; request a new export "
+                "of the same filters (its events are unchanged)",
+                status_code=410,
+            )
         if export.state != AuditExport.State.DONE:
             raise Conflict("export_not_ready", f"audit export {export.id} is {export.state}, not done")
         response = FileResponse(

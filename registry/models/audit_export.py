@@ -19,6 +19,7 @@ class AuditExport(models.Model):
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
+        EXPIRED = "expired"  # done, and its ZIP deleted after AUDIT_EXPORT_RETENTION_DAYS
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -131,3 +131,43 @@ def test_base_files_download_too(bob_client, api_pushed, zoo):
         assert hashlib.sha256(_body(response)).hexdigest() == row["sha256"]
     missing = bob_client.get("/api/v1/bases/acme/llama:v1/files/nope.json")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "file_not_found"
+
+
+def _download_events():
+    from registry.models import AuditEvent
+
+    return list(AuditEvent.objects.filter(type="file.download").order_by("seq"))
+
+
+def test_a_download_is_an_audit_event_naming_who_took_which_file(bob, bob_client, api_pushed, zoo):
+    expected = (zoo.adapters["attention"] / "adapter_model.safetensors").read_bytes()
+    url = "/api/v1/adapters/acme/bot:v1/files/adapter_model.safetensors"
+    assert bob_client.get(url).status_code == 200
+    [event] = _download_events()
+    version = AdapterVersion.objects.get(adapter__namespace="acme", adapter__name="bot", number=1)
+    assert (event.actor_name, event.object_type, event.object_id, event.adapter) == (
+        "bob",
+        "adapter_version",
+        str(version.id),
+        "acme/bot",
+    )
+    assert event.evidence == {
+        "path": "adapter_model.safetensors",
+        "sha256": hashlib.sha256(expected).hexdigest(),
+        "size": len(expected),
+    }
+
+
+def test_only_downloads_that_hand_out_bytes_from_the_start_are_recorded(bob_client, api_pushed, settings):
+    url = "/api/v1/adapters/acme/bot:v1/files/adapter_model.safetensors"
+    etag = bob_client.get(url)["ETag"]
+    assert bob_client.get(url, HTTP_RANGE="bytes=0-9").status_code == 206  # a range from the start: recorded
+    assert bob_client.get(url, HTTP_RANGE="bytes=10-").status_code == 206  # a resumption: not again
+    assert bob_client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304  # nothing handed out
+    assert bob_client.head(url).status_code == 200  # headers only
+    events = _download_events()
+    assert [event.evidence.get("range") for event in events] == [None, "0-9"]
+
+    settings.AUDIT_DOWNLOADS = False
+    assert bob_client.get(url).status_code == 200
+    assert len(_download_events()) == 2

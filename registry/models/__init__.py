@@ -5,6 +5,7 @@
 - signing: signing policies, signatures, verifications, the registry's keys
 - audit: the append-only audit chain and its head
 - audit_export: requested exports of the chain (their state and ZIP)
+- webhooks: receivers of events, their deliveries and each delivery's attempts
 """
 
 from registry.models.audit import AuditChainHead, AuditEvent
@@ -24,6 +25,7 @@ from registry.models.catalog import (
     VersionFile,
 )
 from registry.models.signing import RegistryKey, Signature, SignatureVerification, SigningMethod, SigningPolicy
+from registry.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from registry.models.work import Check, EvaluationSuite, Job, SuiteAttachment, Worker
 
 __all__ = [
@@ -51,5 +53,8 @@ __all__ = [
     "SuiteAttachment",
     "Version",
     "VersionFile",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "Worker",
 ]

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ui import views
+from ui import audit, views
 
 app_name = "ui"
 
@@ -40,6 +40,9 @@ urlpatterns = [
     path("workers/", views.worker_list, name="workers"),
     path("jobs/<uuid:job_id>/redispatch", views.job_redispatch_action, name="job-redispatch"),
     path("jobs/<uuid:job_id>/cancel", views.job_cancel_action, name="job-cancel"),
-    path("audit/", views.placeholder, {"section": "Audit"}, name="audit"),
+    path("audit/", audit.audit_list, name="audit"),
+    path("audit/events/<int:seq>/", audit.audit_event, name="audit-event"),
+    path("audit/exports/", audit.audit_export_create, name="audit-export-create"),
+    path("audit/exports/<uuid:export_id>/", audit.audit_export, name="audit-export"),
     path("residency/", views.placeholder, {"section": "Residency"}, name="residency"),
 ]

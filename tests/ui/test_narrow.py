@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from registry import roles
-from registry.models import Job, Worker
+from registry.models import AuditEvent, Job, Worker
 from tests.ui.test_browser import catalogue, sign_in  # noqa: F401  (fixture)
 
 PHONE = {"width": 390, "height": 844}
@@ -74,6 +74,8 @@ def test_no_main_page_scrolls_sideways_and_deltas_stay_visible(phone, live_serve
         "upload": "/adapters/upload/",
         "adapter": f"/adapters/{evaluated.adapter.namespace}/{evaluated.adapter.name}/v{evaluated.number}/",
         "base": f"/bases/{base.base_model.namespace}/{base.base_model.name}/v{base.number}/",
+        "audit": "/audit/",  # erin is an admin (the evaluated fixture)
+        "audit event": f"/audit/events/{AuditEvent.objects.latest('seq').seq}/",
     }
     for name, path in pages.items():
         phone.goto(f"{live_server.url}{path}")

@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import CharField, Q
+from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,7 +27,7 @@ from registry.audit.api import AuditEventFilterSerializer, IsAuditorOrAdmin
 from registry.audit.export import audit_export_request, audit_export_start
 from registry.audit.services import audit_event_data
 from registry.errors import RegistryError
-from registry.models import AuditEvent, AuditExport
+from registry.models import AdapterVersion, AuditEvent, AuditExport, Job
 
 PAGE_SIZE = 50
 HISTORY_SIZE = 20
@@ -303,3 +305,26 @@ def audit_export(request, export_id):
             response.status_code = HttpResponseStopPolling.status_code
         return response
     return render(request, "ui/audit_export.html", context)
+
+
+# --- A version's history --------------------------------------------------------------------
+
+
+def version_history(version) -> list[AuditEvent]:
+    """The latest events whose object is this version, or (for an adapter version) one of its jobs:
+    its upload, status moves, checks, evaluation requests, signature verifications, and the jobs
+    that checked and evaluated it. One query, whatever the number of events."""
+    about = Q(object_id=str(version.id))
+    if isinstance(version, AdapterVersion):
+        job_ids = Job.objects.filter(adapter_version=version).annotate(text_id=Cast("id", CharField()))
+        about |= Q(object_type="job", object_id__in=job_ids.values("text_id"))
+    columns = (*LIST_COLUMNS, "reason", "after")
+    return list(AuditEvent.objects.filter(about).only(*columns).order_by("-seq")[:HISTORY_SIZE])
+
+
+def history_context(version) -> dict:
+    return {
+        "audit_history": version_history(version),
+        "history_size": HISTORY_SIZE,
+        "history_includes_jobs": isinstance(version, AdapterVersion),
+    }

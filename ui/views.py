@@ -25,6 +25,7 @@ from registry.services.checks import adapter_version_evaluate
 from registry.services.jobs import job_cancel, job_dispatch
 from registry.services.signatures import signing_policy_set, version_verify
 from registry.services.suites import REQUIRED_HEAD, evaluation_suite_get, version_head
+from ui.audit import history_context
 from ui.lineage import lineage_svg
 from ui.signing import (
     NAMESPACE_PATTERN,
@@ -124,6 +125,7 @@ def base_detail(request, namespace: str, name: str, number: int):
         "signing_required": namespaces_requiring_signatures(adapter.adapter.namespace for adapter in adapters),
         "history": version.base_model.versions.order_by("-number"),
         "config_items": _config_summary(version.config),
+        **history_context(version),
     }
     return render(request, "ui/base_detail.html", context)
 
@@ -250,6 +252,7 @@ def _version_context(version) -> dict:
         "history": history,
         "lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id),
         **signing_context(version),
+        **history_context(version),  # its audit events: the polled checks bring new ones along
     }
 
 

@@ -1,4 +1,4 @@
-"""The Audit pages (ui/audit.py): permissions, the API's filters,
+"""The Audit pages (ui/audit.py) and a version's History section: permissions, the API's filters,
 keyset paging, bad filter values, event details, exports from the page, escaping and query counts.
 The last tests run the page in Chromium with a real Celery worker building the export."""
 
@@ -18,13 +18,14 @@ from registry import roles
 from registry.audit.context import Actor, actor_for_user
 from registry.audit.export import audit_export_build, audit_export_request
 from registry.audit.verify import verify_export
-from registry.models import AuditEvent, AuditExport
+from registry.models import AuditEvent, AuditExport, Job
+from registry.services.transitions import job_cancelled
 from tests.audit.export_helpers import record_events
 from tests.audit.helpers import record
 from tests.audit.test_export import cpu_worker  # noqa: F401  (fixture: a real worker on the cpu queue)
 from tests.conftest import sign_in
 from tests.ui.test_csp import Violations
-from tests.ui.test_views import HOSTILE
+from tests.ui.test_views import HOSTILE, family  # noqa: F401  (fixture)
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -320,6 +321,67 @@ def test_the_page_lists_only_the_users_own_recent_exports(client, bob, carol):
     assert f'id="export-{mine.id}"' in body and f'id="export-{theirs.id}"' not in body
     assert "<code>namespace=acme</code>" in body
     assert signed_in(client, carol).get(f"/audit/exports/{uuid.uuid4()}/").status_code == 404
+
+
+# --- A version's history --------------------------------------------------------------------------
+
+
+def test_a_version_page_shows_its_history_to_every_reader(client, alice, bob, family):  # noqa: F811
+    base, (root, child, grandchild) = family
+    job = Job.objects.create(kind=Job.Kind.EVALUATION, adapter_version=child)
+    job_cancelled(job, reason=HOSTILE)
+    other = Job.objects.create(kind=Job.Kind.EVALUATION, adapter_version=root)
+    job_cancelled(other, reason="not this version's")
+    url = "/adapters/acme/bot-1/v1/"
+    body = signed_in(client, alice).get(url).content.decode()
+    history = body[body.index('<section class="card" id="history">') :]
+    about_child = AuditEvent.objects.filter(object_id__in=[str(child.id), str(job.id)]).order_by("-seq")
+    assert [int(s) for s in re.findall(r'<td class="num">#(\d+)</td>', history)] == [e.seq for e in about_child]
+    assert {"adapter.upload", "job.cancel"} <= {e.type for e in about_child}
+    assert "not this version" not in history and HOSTILE not in history and ESCAPED in history
+    assert "/audit/" not in history  # an engineer gets no links to pages they may not open
+    audited = signed_in(client, bob).get(url).content.decode()
+    history = audited[audited.index('id="history"') :]
+    assert f'href="/audit/?object_id={child.id}"' in history
+    assert all(f'href="/audit/events/{e.seq}/"' in history for e in about_child)
+
+
+def test_a_base_page_shows_its_own_history(client, alice, family):  # noqa: F811
+    base, _ = family
+    body = signed_in(client, alice).get("/bases/acme/llama/v1/").content.decode()
+    history = body[body.index('id="history"') :]
+    upload = AuditEvent.objects.get(type="base.upload", object_id=str(base.id))
+    assert f"#{upload.seq}" in history and "base.upload" in history and "adapter.upload" not in history
+
+
+def test_the_history_shows_the_latest_twenty_and_costs_the_same_queries(client, alice, family):  # noqa: F811
+    base, (root, child, grandchild) = family
+    signed_in(client, alice)
+    urls = ("/adapters/acme/bot-1/v1/", "/bases/acme/llama/v1/")
+    before = {}
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        before[url] = len(queries)
+    for index in range(25):
+        record(type="version.status", object_type="adapter_version", object_id=str(child.id), reason=f"step {index}")
+        record(type="base.upload", object_type="base_version", object_id=str(base.id))
+    job = Job.objects.create(kind=Job.Kind.EVALUATION, adapter_version=child)
+    job_cancelled(job, reason="cancelled by a test")
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert len(queries) == before[url], [q["sql"][:120] for q in queries.captured_queries]
+        history = response.content.decode().split('id="history"', 1)[1]
+        assert history.count('<td class="num">#') == ui.audit.HISTORY_SIZE
+    assert "cancelled by a test" in client.get(urls[0]).content.decode()
+
+
+def test_the_polled_checks_bring_the_history_along(client, alice, family):  # noqa: F811
+    _, (root, child, grandchild) = family
+    fragment = signed_in(client, alice).get("/adapters/acme/bot-1/v1/", headers={"HX-Request": "true"})
+    body = fragment.content.decode()
+    assert '<section class="card" id="history" hx-swap-oob="true">' in body and "adapter.upload" in body
 
 
 # --- In Chromium, with a real worker building the export ---------------------------------------------

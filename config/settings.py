@@ -347,7 +347,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 # Task modules outside workers/tasks.py and registry/audit/tasks.py (which workers/celery.py autodiscovers).
-CELERY_INCLUDE = ["registry.audit.export_tasks"]
+CELERY_INCLUDE = ["registry.audit.export_tasks", "registry.webhooks.tasks"]
 # Defaults for a task that sets no limits of its own. Every task in workers/tasks.py sets both,
 # and tests/workers/test_beat.py applies every beat entry the way beat does, so a soft limit
 # above a task's hard limit fails CI instead of silently stopping a periodic task.
@@ -370,6 +370,21 @@ if AUDIT_CHECKPOINT_INTERVAL_SECONDS < 1:
 AUDIT_EXPORT_RETENTION_DAYS = env_int("AUDIT_EXPORT_RETENTION_DAYS", 30)
 # Every download that hands out a file's bytes from the start is an audit event (`file.download`).
 AUDIT_DOWNLOADS = env_bool("AUDIT_DOWNLOADS", True)
+# Webhooks (registry/webhooks/): each try has this long in all (connecting: at most 5 s of it); a
+# delivery is tried up to WEBHOOK_MAX_ATTEMPTS times, waiting WEBHOOK_RETRY_BASE_SECONDS x 3^n (with
+# jitter) between tries; beat sends due retries every WEBHOOK_REDELIVER_INTERVAL_SECONDS.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+if not 1 <= WEBHOOK_TIMEOUT_SECONDS <= 30:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS must be from 1 to 30 (the delivery task's time limit is 60 s)")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+if not 1 <= WEBHOOK_MAX_ATTEMPTS <= 50:
+    raise ImproperlyConfigured("WEBHOOK_MAX_ATTEMPTS must be from 1 to 50")
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 10)
+if WEBHOOK_RETRY_BASE_SECONDS < 0:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_BASE_SECONDS must not be negative")
+WEBHOOK_REDELIVER_INTERVAL_SECONDS = env_int("WEBHOOK_REDELIVER_INTERVAL_SECONDS", 15)
+if WEBHOOK_REDELIVER_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured("WEBHOOK_REDELIVER_INTERVAL_SECONDS must be at least 1")
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-workers": {
         "task": "workers.reap",
@@ -390,6 +405,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.exports_expire",
         "schedule": 3600.0,
         "options": {"queue": "cpu", "expires": 3600},
+    },
+    # Webhook retries are scheduled in the database (next_attempt_at), so they survive a worker restart.
+    "webhooks-redeliver": {
+        "task": "webhooks.redeliver",
+        "schedule": float(WEBHOOK_REDELIVER_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": WEBHOOK_REDELIVER_INTERVAL_SECONDS},
     },
 }
 

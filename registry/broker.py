@@ -50,11 +50,16 @@ def queue_entity(app, name: str) -> Queue:
 
 def publish_job(job_id: str, queue_name: str) -> None:
     """Send one `workers.run_job` message to `queue_name`; raises on broker errors."""
+    # By name: the registry does not import the workers package (workers/tasks.py defines it).
+    publish_task(RUN_JOB_TASK, [job_id], queue_name)
+
+
+def publish_task(task_name: str, args: list, queue_name: str, **options) -> None:
+    """Send one message for the task `task_name` to `queue_name` (options: e.g. countdown); raises on broker errors."""
     app = current_app
     with app.producer_or_acquire() as producer:
         queue = queue_entity(app, queue_name)
         with _declare_lock:
             maybe_declare(queue, producer.channel)
-        # By name: the registry does not import the workers package (workers/tasks.py defines it).
         # declare=[] because the queue was declared just above on this producer's own channel.
-        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, producer=producer, declare=[])
+        app.send_task(task_name, args=args, queue=queue, producer=producer, declare=[], **options)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.models import AdapterVersion, Job, Status, Worker
+from registry.webhooks.services import webhook_version_status
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def version_status_move(version: AdapterVersion, status: str, reason: str = "") 
             after={"status": status, "reason": reason},
             reason=reason,
         )
+        webhook_version_status(version, before=current.status, after=status, reason=reason)  # version.ready|rejected
     version.status, version.status_reason = status, reason
     return Move(before=current.status, after=status)
 

@@ -5,10 +5,7 @@ import json
 import math
 import time
 
-from django.conf import settings
-
-from registry.services.suites import REQUIRED_HEAD
-from workers.runtime.cache import ResidentBase
+from workers.runtime.resident import ResidentBase
 
 PROBE_TEXT = "The registry checks that every adapter fits its base and changes what it computes."
 
@@ -120,10 +117,11 @@ RUNNERS = {"causal_lm": _causal_lm, "classification": _classification, "exact_ma
 
 
 def measure(resident: ResidentBase, task_type: str, rows: list[dict], *, bare: bool = False) -> dict:
-    """Metrics of the active adapter (or of the bare base) on the rows, with a fixed seed."""
-    import contextlib
+    """Metrics of the active adapter (or of the bare base) on the rows, with the registry's fixed seed."""
+    # Imported here so the runners themselves load without Django (benchmarks/gpu_runtime.py).
+    from django.conf import settings
 
-    import torch
+    from registry.services.suites import REQUIRED_HEAD
 
     needed = REQUIRED_HEAD[task_type]
     if resident.head != needed:
@@ -135,7 +133,16 @@ def measure(resident: ResidentBase, task_type: str, rows: list[dict], *, bare: b
                 else " (train it with a classifier in modules_to_save)"
             )
         )
-    torch.manual_seed(settings.EVALUATION_SEED)
+    return evaluate(resident, task_type, rows, seed=settings.EVALUATION_SEED, bare=bare)
+
+
+def evaluate(resident: ResidentBase, task_type: str, rows: list[dict], *, seed: int, bare: bool = False) -> dict:
+    """The task type's runner over the rows, seeded and timed; `measure` checks the head first."""
+    import contextlib
+
+    import torch
+
+    torch.manual_seed(seed)
     started = time.perf_counter()
     context = resident.model.disable_adapter() if bare else contextlib.nullcontext()
     with torch.inference_mode(), context:

@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from registry.api import files, signatures, tokens, views
 from registry.audit import api as audit_api
 from registry.audit import exports_api as audit_exports_api
+from registry.webhooks import api as webhooks_api
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
@@ -18,6 +19,14 @@ urlpatterns = [
         audit_exports_api.AuditExportDownloadView.as_view(),
         name="api-audit-export-download",
     ),
+    path("webhooks", webhooks_api.WebhookListView.as_view(), name="api-webhooks"),
+    path("webhooks/<uuid:webhook_id>", webhooks_api.WebhookDetailView.as_view(), name="api-webhook"),
+    path(
+        "webhooks/<uuid:webhook_id>/deliveries",
+        webhooks_api.WebhookDeliveriesView.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path("webhooks/<uuid:webhook_id>/test", webhooks_api.WebhookTestView.as_view(), name="api-webhook-test"),
     path("bases/", views.BaseVersionListView.as_view(), name="api-base-list"),
     # A ref never contains "/files/": the lazy ref group stops at its first occurrence, so a
     # file path may itself contain "/files/".

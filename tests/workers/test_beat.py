@@ -7,6 +7,7 @@ from celery import beat
 from django.conf import settings
 
 from registry.audit import tasks as audit_tasks  # noqa: F401  (as the worker's autodiscovery does)
+from registry.webhooks import tasks as webhook_tasks  # noqa: F401  (as the worker's CELERY_INCLUDE does)
 from tests.workers.conftest import purge_queues
 from workers import tasks  # noqa: F401  (registers the tasks, as the beat process does)
 from workers.celery import app
@@ -23,7 +24,13 @@ def scheduler():
 
 def test_it_applies_every_beat_entry_as_beat_does(scheduler):
     entries = [scheduler.data[name] for name in settings.CELERY_BEAT_SCHEDULE]
-    assert {entry.task for entry in entries} == {"workers.reap", "workers.redispatch", "audit.checkpoint"}
+    assert {entry.task for entry in entries} >= {
+        "workers.reap",
+        "workers.redispatch",
+        "audit.checkpoint",
+        "audit.exports_expire",
+        "webhooks.redeliver",
+    }
     with app.producer_or_acquire() as producer:
         for entry in entries:
             # Raises SchedulingError ("Couldn't apply scheduled task ...") where beat would log it.
@@ -38,7 +45,7 @@ def test_every_beat_entry_names_a_registered_task_and_its_queue():
 
 
 def test_no_task_has_a_soft_limit_above_its_hard_limit():
-    ours = [task for name, task in app.tasks.items() if name.startswith(("workers.", "audit."))]
+    ours = [task for name, task in app.tasks.items() if name.startswith(("workers.", "audit.", "webhooks."))]
     assert ours
     for task in ours:
         assert task.time_limit and task.soft_time_limit, f"{task.name} sets both limits"

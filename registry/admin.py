@@ -20,6 +20,7 @@ from registry.models import (
 from registry.refs import NAMESPACE_SEGMENT
 from registry.services.signatures import signing_policy_current, signing_policy_set
 from registry.signing.policy import PolicyInvalid, parse_policy
+from registry.webhooks import admin as webhooks_admin  # noqa: F401  (registers the webhook admin)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -13,8 +13,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import CharField, Q
-from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -313,13 +311,17 @@ def audit_export(request, export_id):
 def version_history(version) -> list[AuditEvent]:
     """The latest events whose object is this version, or (for an adapter version) one of its jobs:
     its upload, status moves, checks, evaluation requests, signature verifications, and the jobs
-    that checked and evaluated it. One query, whatever the number of events."""
-    about = Q(object_id=str(version.id))
+    that checked and evaluated it. Two queries, whatever the number of events."""
+    object_ids = [str(version.id)]
     if isinstance(version, AdapterVersion):
-        job_ids = Job.objects.filter(adapter_version=version).annotate(text_id=Cast("id", CharField()))
-        about |= Q(object_type="job", object_id__in=job_ids.values("text_id"))
+        # The job ids as a list, not a subquery: `object_id = ANY(list)` is an index scan of
+        # (object_id, seq), where `object_id IN (SELECT ...)` under an OR had PostgreSQL walk the
+        # whole table backwards by seq (0.6 s at 1,000,000 events).
+        object_ids += [
+            str(job_id) for job_id in Job.objects.filter(adapter_version=version).values_list("id", flat=True)
+        ]
     columns = (*LIST_COLUMNS, "reason", "after")
-    return list(AuditEvent.objects.filter(about).only(*columns).order_by("-seq")[:HISTORY_SIZE])
+    return list(AuditEvent.objects.filter(object_id__in=object_ids).only(*columns).order_by("-seq")[:HISTORY_SIZE])
 
 
 def history_context(version) -> dict:

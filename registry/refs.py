@@ -17,6 +17,7 @@ from registry.errors import RegistryError
 # The lengths are the columns' (namespace 64, name 128): a longer name is refused here, not by PostgreSQL.
 NAMESPACE_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+NAMESPACE_PATTERN = re.compile(rf"^{NAMESPACE_SEGMENT}$")
 NAME_PATTERN = re.compile(rf"^(?P<namespace>{NAMESPACE_SEGMENT})/(?P<name>{SEGMENT})$")
 REF_PATTERN = re.compile(
     rf"^(?P<namespace>{NAMESPACE_SEGMENT})/(?P<name>{SEGMENT})"

@@ -97,6 +97,8 @@ def api_exception_handler(exc, context):
         response = error_response(exc.code, exc.message, exc.status_code, exc.detail or None)
         if getattr(exc, "auth_header", None):  # a 401 (token_expired) says how to authenticate, as DRF's do
             response["WWW-Authenticate"] = exc.auth_header
+        if exc.status_code == 403:  # a service's own role check refused a signed-in user
+            record_denied_write(context.get("request"), exc.message)
         return response
     if isinstance(exc, (SuspiciousOperation, BadRequest)):
         return error_response(*_refused_request(exc))

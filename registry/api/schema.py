@@ -35,6 +35,13 @@ NAMESPACE_SCHEMA = {"type": "string", "pattern": f"^{NAMESPACE_SEGMENT}$", "desc
 # Free text in queries: anything but NUL, which PostgreSQL cannot hold (DRF refuses it with a 400).
 # Non-empty, because allow_blank adds its own `maxLength: 0` alternative to a `oneOf`.
 TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\x00]+$"}
+ALIAS_REGEX = "^[a-z][a-z0-9_-]{0,63}$"
+# Path parameter `alias`: an alias, or "*" where a namespace policy names its default.
+ALIAS_SCHEMA = {
+    "type": "string",
+    "pattern": "^(?:\\*|[a-z][a-z0-9_-]{0,63})$",
+    "description": "an alias such as production",
+}
 
 
 @extend_schema_field(NAME_SCHEMA)
@@ -103,6 +110,10 @@ class RegistryAutoSchema(AutoSchema):
                 parameter["description"] = REF_DESCRIPTION
             if parameter["in"] == "path" and parameter["name"] == "namespace":
                 parameter["schema"] = dict(NAMESPACE_SCHEMA)
+            if parameter["in"] == "path" and parameter["name"] == "name":
+                parameter["schema"] = dict(NAME_SCHEMA)
+            if parameter["in"] == "path" and parameter["name"] == "alias":
+                parameter["schema"] = dict(ALIAS_SCHEMA)
         responses = operation["responses"]
         for code in self._implied_error_statuses(operation) - {int(c) for c in responses if c.isdigit()}:
             responses[str(code)] = self._get_response_for_code(error_responses(code)[code], str(code))

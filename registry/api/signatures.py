@@ -1,7 +1,5 @@
 """Signatures API: attach and list signatures, re-verify a version, namespace policies, the registry's keys."""
 
-import re
-
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -15,12 +13,10 @@ from registry.api.permissions import CanPushOrReadOnly, IsAdminRole
 from registry.api.schema import error_responses
 from registry.errors import NotFound, RegistryError
 from registry.models import RegistryKey, Signature, SigningPolicy
-from registry.refs import NAMESPACE_SEGMENT
+from registry.refs import NAMESPACE_PATTERN
 from registry.services.signatures import signature_attach, signing_policy_current, signing_policy_set, version_verify
 from registry.signing.keys import active_key
 from registry.uploads import StreamingMultiPartParser, incoming_signature, upload_scope
-
-NAMESPACE_PATTERN = re.compile(rf"^{NAMESPACE_SEGMENT}$")
 
 
 class SignatureSerializer(serializers.ModelSerializer):

@@ -123,7 +123,12 @@ def _outside_the_fuzz_namespace() -> list[str]:
 
 @schema.parametrize()
 # Each case talks to a server that shares the test's database; the fixture seeds it once per operation.
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], deadline=None)
+# filter_too_much: negating a body whose only required field is free text (e.g. a rollback's reason)
+# leaves few strings to try; the cases that are generated still run.
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+    deadline=None,
+)
 def test_the_api_keeps_its_schema(case, live_server, fuzz_world):
     case.call_and_validate(base_url=live_server.url)
     assert not _outside_the_fuzz_namespace()

@@ -347,7 +347,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 # Task modules outside workers/tasks.py and registry/audit/tasks.py (which workers/celery.py autodiscovers).
-CELERY_INCLUDE = ["registry.audit.export_tasks", "registry.webhooks.tasks"]
+CELERY_INCLUDE = ["registry.audit.export_tasks", "registry.webhooks.tasks", "registry.promotion_tasks"]
 # Defaults for a task that sets no limits of its own. Every task in workers/tasks.py sets both,
 # and tests/workers/test_beat.py applies every beat entry the way beat does, so a soft limit
 # above a task's hard limit fails CI instead of silently stopping a periodic task.
@@ -385,7 +385,16 @@ if WEBHOOK_RETRY_BASE_SECONDS < 0:
 WEBHOOK_REDELIVER_INTERVAL_SECONDS = env_int("WEBHOOK_REDELIVER_INTERVAL_SECONDS", 15)
 if WEBHOOK_REDELIVER_INTERVAL_SECONDS < 1:
     raise ImproperlyConfigured("WEBHOOK_REDELIVER_INTERVAL_SECONDS must be at least 1")
+# Promotions: an approved request not executed within this long (a lost message, a worker killed
+# mid-way) is taken again by the resume task, which beat runs every PROMOTION_RESUME_INTERVAL_SECONDS.
+PROMOTION_STALE_SECONDS = env_int("PROMOTION_STALE_SECONDS", 60)
+PROMOTION_RESUME_INTERVAL_SECONDS = env_int("PROMOTION_RESUME_INTERVAL_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {
+    "resume-promotions": {
+        "task": "promotions.resume",
+        "schedule": float(PROMOTION_RESUME_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": PROMOTION_RESUME_INTERVAL_SECONDS},
+    },
     "reap-lost-workers": {
         "task": "workers.reap",
         "schedule": float(WORKER_REAP_INTERVAL_SECONDS),

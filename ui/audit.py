@@ -55,12 +55,19 @@ EVENT_TYPES = (
     ("Suites", ("suite.register", "suite.attach")),
     ("Files", ("file.download",)),
     (
+        "Promotions",
+        ("promotion.*", "promotion.requested", "promotion.approval", "promotion.approved", "promotion.rejected")
+        + ("promotion.cancelled", "promotion.execute", "promotion.executed", "promotion.failed", "alias.move")
+        + ("promotion_policy.change",),
+    ),
+    ("Webhooks", ("webhook.*", "webhook.create", "webhook.update", "webhook.delete", "webhook.test")),
+    (
         "Accounts",
         ("user.*", "user.create", "user.update", "user.password_change", "user.delete", "user.roles")
         + ("user.permissions", "group.*", "token.issue", "token.revoke"),
     ),
     ("Access", ("access.denied",)),
-    ("Audit", ("audit.*", "audit.export", "audit.checkpoint")),
+    ("Audit", ("audit.*", "audit.export", "audit.export_expired", "audit.checkpoint")),
 )
 UNFINISHED_EXPORT_STATES = (AuditExport.State.QUEUED, AuditExport.State.RUNNING)
 

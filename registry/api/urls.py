@@ -1,12 +1,16 @@
 from django.urls import path, re_path
 
-from registry.api import files, signatures, tokens, views
+from registry.api import files, promotions, signatures, tokens, views
 from registry.audit import api as audit_api
 from registry.audit import exports_api as audit_exports_api
 from registry.webhooks import api as webhooks_api
 
 # Version references contain "/" (namespace/name:v3), hence the path converter;
 # the more specific routes come first so ".../lineage" is not read as part of a ref.
+# Checked by the views, which answer 400 naming what is wrong.
+ADAPTER_NAME = r".+?"
+ALIAS = r"[^/]+"
+
 urlpatterns = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
@@ -18,6 +22,41 @@ urlpatterns = [
         "audit/exports/<uuid:export_id>/download",
         audit_exports_api.AuditExportDownloadView.as_view(),
         name="api-audit-export-download",
+    ),
+    path("promotions", promotions.PromotionListView.as_view(), name="api-promotions"),
+    path("promotions/<uuid:request_id>", promotions.PromotionDetailView.as_view(), name="api-promotion"),
+    path(
+        "promotions/<uuid:request_id>/approve", promotions.PromotionApproveView.as_view(), name="api-promotion-approve"
+    ),
+    path("promotions/<uuid:request_id>/reject", promotions.PromotionRejectView.as_view(), name="api-promotion-reject"),
+    path("promotions/<uuid:request_id>/cancel", promotions.PromotionCancelView.as_view(), name="api-promotion-cancel"),
+    path("inventory", promotions.InventoryView.as_view(), name="api-inventory"),
+    path(
+        "namespaces/<str:namespace>/promotion-policy/<str:alias>",
+        promotions.PromotionPolicyView.as_view(),
+        name="api-promotion-policy",
+    ),
+    # An adapter name (namespace/name) followed by /aliases: before the catch-all adapter refs below.
+    re_path(rf"^adapters/(?P<name>{ADAPTER_NAME})/aliases$", promotions.AliasListView.as_view(), name="api-aliases"),
+    re_path(
+        rf"^adapters/(?P<name>{ADAPTER_NAME})/aliases/(?P<alias>{ALIAS})$",
+        promotions.AliasDetailView.as_view(),
+        name="api-alias",
+    ),
+    re_path(
+        rf"^adapters/(?P<name>{ADAPTER_NAME})/aliases/(?P<alias>{ALIAS})/history$",
+        promotions.AliasHistoryView.as_view(),
+        name="api-alias-history",
+    ),
+    re_path(
+        rf"^adapters/(?P<name>{ADAPTER_NAME})/aliases/(?P<alias>{ALIAS})/rollback$",
+        promotions.AliasRollbackView.as_view(),
+        name="api-alias-rollback",
+    ),
+    re_path(
+        rf"^adapters/(?P<name>{ADAPTER_NAME})/aliases/(?P<alias>{ALIAS})/canary$",
+        promotions.AliasCanaryView.as_view(),
+        name="api-alias-canary",
     ),
     path("webhooks", webhooks_api.WebhookListView.as_view(), name="api-webhooks"),
     path("webhooks/<uuid:webhook_id>", webhooks_api.WebhookDetailView.as_view(), name="api-webhook"),

@@ -5,6 +5,7 @@
 - signing: signing policies, signatures, verifications, the registry's keys
 - audit: the append-only audit chain and its head
 - audit_export: requested exports of the chain (their state and ZIP)
+- promotions: alias moves, promotion policies, requests and approvals
 - webhooks: receivers of events, their deliveries and each delivery's attempts
 """
 
@@ -24,6 +25,7 @@ from registry.models.catalog import (
     Version,
     VersionFile,
 )
+from registry.models.promotions import AliasMove, PromotionApproval, PromotionPolicy, PromotionRequest
 from registry.models.signing import RegistryKey, Signature, SignatureVerification, SigningMethod, SigningPolicy
 from registry.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from registry.models.work import Check, EvaluationSuite, Job, SuiteAttachment, Worker
@@ -33,6 +35,7 @@ __all__ = [
     "AdapterAlias",
     "AdapterFile",
     "AdapterVersion",
+    "AliasMove",
     "AuditChainHead",
     "AuditEvent",
     "AuditExport",
@@ -43,6 +46,9 @@ __all__ = [
     "Check",
     "EvaluationSuite",
     "Job",
+    "PromotionApproval",
+    "PromotionPolicy",
+    "PromotionRequest",
     "RegistryKey",
     "Repository",
     "Signature",

@@ -197,15 +197,20 @@ class AdapterFile(VersionFile):
 
 
 class AdapterAlias(models.Model):
-    """A movable name (`staging`, `production`, ...) pointing at one version of an adapter.
+    """A movable name (`staging`, `production`, ...) pointing at one version of an adapter, with an
+    optional canary: `canary_version` takes `canary_weight` percent of the traffic, `version` the rest.
 
-    Promotions (a later issue) move aliases and record every move; here they are
-    only resolved, so `ns/name:production` works wherever a reference is taken.
+    Only registry/services/transitions.py `alias_move` changes a row, recording each move as an
+    AliasMove (registry/models/promotions.py); `ns/name:production` resolves to `version`.
     """
 
     adapter = models.ForeignKey(Adapter, on_delete=models.CASCADE, related_name="aliases")
     name = models.CharField(max_length=64)
     version = models.ForeignKey(AdapterVersion, on_delete=models.PROTECT, related_name="aliases")
+    canary_version = models.ForeignKey(
+        AdapterVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="canary_aliases"
+    )
+    canary_weight = models.PositiveSmallIntegerField(default=0, help_text="percent of traffic for canary_version")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

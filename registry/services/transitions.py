@@ -14,13 +14,15 @@ head before any row it moves, so two of them can never wait on each other in a c
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from registry.audit.services import audit_chain_lock, audit_record, audit_subject
-from registry.models import AdapterVersion, Job, Status, Worker
+from registry.errors import Conflict
+from registry.models import Adapter, AdapterAlias, AdapterVersion, AliasMove, Job, Status, Worker
 from registry.webhooks.services import webhook_version_status
 
 
@@ -220,3 +222,127 @@ def worker_lost(worker: Worker) -> bool:
 
 def worker_stopped(hostname: str) -> bool:
     return worker_state_move(hostname, Worker.State.STOPPED, reason="the worker shut down", resident={})
+
+
+# --- Aliases: every move of `ns/name:<alias>`, recorded as an AliasMove -------------------------
+
+UNSET = object()  # `expected`: do not compare with what the alias serves now
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """Where an alias points: the primary version and an optional canary taking `canary_weight` percent."""
+
+    version: AdapterVersion
+    canary_version: AdapterVersion | None = None
+    canary_weight: int = 0
+
+
+def _alias_state(alias: AdapterAlias | None) -> dict:
+    if alias is None:
+        return {"version": None, "canary": None, "canary_weight": 0}
+    canary = alias.canary_version
+    return {
+        "version": alias.version.ref,
+        "canary": canary.ref if canary is not None else None,
+        "canary_weight": alias.canary_weight,
+    }
+
+
+@transaction.atomic
+def alias_move(
+    adapter: Adapter,
+    alias: str,
+    target: AliasTarget,
+    *,
+    kind: str,
+    reason: str,
+    user=None,
+    request=None,
+    evidence: dict | None = None,
+    expected=UNSET,
+) -> AliasMove:
+    """Point `adapter`'s `alias` at `target` and record the move (AliasMove, audit event, webhook).
+
+    Moves of all aliases are serialised by the audit chain's lock, taken first; `expected` (a version
+    or None for an unset alias) makes it a compare-and-swap: when the alias serves something else by
+    now, nothing moves and Conflict `alias_conflict` says what it serves.
+    """
+    from registry.webhooks.services import webhook_emit
+
+    audit_chain_lock()
+    current = (
+        AdapterAlias.objects.select_for_update(of=("self",))
+        .select_related("version__adapter", "canary_version__adapter")
+        .filter(adapter=adapter, name=alias)
+        .first()
+    )
+    serving = current.version if current is not None else None
+    if expected is not UNSET and (serving.id if serving else None) != (expected.id if expected else None):
+        raise Conflict(
+            "alias_conflict",
+            f"{adapter.full_name}:{alias} now serves {serving.ref if serving else 'nothing'}, not "
+            f"{expected.ref if expected else 'nothing'} as this move expected; another move came first",
+            alias=alias,
+            serving=serving.ref if serving else None,
+        )
+    before = _alias_state(current)
+    canary_before = current.canary_version if current is not None else None
+    last = AliasMove.objects.filter(adapter=adapter, alias=alias).order_by("-moved_at", "-id").first()
+    moved_at = timezone.now()
+    if last is not None and moved_at <= last.moved_at:  # keep each alias's history strictly ordered in time
+        moved_at = last.moved_at + timedelta(microseconds=1)
+    fields = {
+        "version": target.version,
+        "canary_version": target.canary_version,
+        "canary_weight": target.canary_weight if target.canary_version is not None else 0,
+    }
+    if current is None:
+        current = AdapterAlias.objects.create(adapter=adapter, name=alias, **fields)
+    else:
+        for name, value in fields.items():
+            setattr(current, name, value)
+        current.save(update_fields=[*fields, "updated_at"])
+    move = AliasMove.objects.create(
+        adapter=adapter,
+        alias=alias,
+        kind=kind,
+        from_version=serving,
+        to_version=target.version,
+        from_canary_version=canary_before,
+        from_canary_weight=before["canary_weight"],
+        canary_version=fields["canary_version"],
+        canary_weight=fields["canary_weight"],
+        actor=user if user is not None and user.is_authenticated else None,
+        actor_name=user.get_username() if user is not None and user.is_authenticated else "",
+        reason=reason,
+        request=request,
+        evidence=evidence or {},
+        moved_at=moved_at,
+    )
+    after = _alias_state(current)
+    audit_record(
+        type="alias.move",
+        **audit_subject(adapter),
+        object_digest=target.version.digest,
+        before=before,
+        after={**after, "kind": kind, "request": str(request.id) if request is not None else None},
+        reason=reason,
+        evidence=evidence or {},
+    )
+    webhook_emit(
+        "alias.moved",
+        {
+            "adapter": adapter.full_name,
+            "alias": alias,
+            "kind": kind,
+            "from": before,
+            "to": after,
+            "to_digest_ref": target.version.digest_ref,
+            "reason": reason,
+            "request": str(request.id) if request is not None else None,
+            "moved_at": moved_at.isoformat(),
+            "moved_by": move.actor_name,
+        },
+    )
+    return move

@@ -6,6 +6,7 @@ import pytest
 from celery import beat
 from django.conf import settings
 
+from registry import promotion_tasks  # noqa: F401  (as the worker's CELERY_INCLUDE does)
 from registry.audit import tasks as audit_tasks  # noqa: F401  (as the worker's autodiscovery does)
 from registry.webhooks import tasks as webhook_tasks  # noqa: F401  (as the worker's CELERY_INCLUDE does)
 from tests.workers.conftest import purge_queues
@@ -30,6 +31,7 @@ def test_it_applies_every_beat_entry_as_beat_does(scheduler):
         "audit.checkpoint",
         "audit.exports_expire",
         "webhooks.redeliver",
+        "promotions.resume",
     }
     with app.producer_or_acquire() as producer:
         for entry in entries:
@@ -45,7 +47,9 @@ def test_every_beat_entry_names_a_registered_task_and_its_queue():
 
 
 def test_no_task_has_a_soft_limit_above_its_hard_limit():
-    ours = [task for name, task in app.tasks.items() if name.startswith(("workers.", "audit.", "webhooks."))]
+    ours = [
+        task for name, task in app.tasks.items() if name.startswith(("workers.", "audit.", "webhooks.", "promotions."))
+    ]
     assert ours
     for task in ours:
         assert task.time_limit and task.soft_time_limit, f"{task.name} sets both limits"

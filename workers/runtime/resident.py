@@ -94,7 +94,9 @@ class DirectoryCache:
 
         directory = self.version_directory(base)
         torch.manual_seed(self.seed)  # a fresh task head starts the same everywhere
-        # On a GPU keep the checkpoint's own precision (bf16/fp16); CPUs compute in float32.
+        # The checkpoint's own precision is kept on every device: on the GPU "auto" says so, and
+        # transformers 5 also defaults to "auto" when no dtype is given, so a bf16 checkpoint stays bf16
+        # on the CPU too (not upcast to float32).
         precision = {"dtype": "auto"} if self.device == "cuda" else {}
         if head == "classification":
             model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=labels, **precision)

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from registry.audit.chain import verify_chain
 from registry.audit.context import actor_for_user
+from registry.models import AuditEvent
 from tests.audit.helpers import record
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +121,16 @@ def test_one_event_by_seq(events, bob):
         answer = api.get(f"{URL}/{missing}")
         assert answer.status_code == 404
         assert answer.json()["error"]["code"] == "audit_event_not_found"
+
+
+def test_time_bounds_become_the_first_seq_at_or_after_them(db):
+    from registry.audit.selectors import first_seq_at_or_after
+
+    events = [record(type="test.event", object_id=str(index)) for index in range(9)]
+    for event in events:
+        first = first_seq_at_or_after(event.time)
+        # The first event with this time (events may share a microsecond), never a later one.
+        assert first <= event.seq
+        assert all(other.time < event.time for other in events if other.seq < first)
+    assert first_seq_at_or_after(events[0].time - timedelta(days=1)) == AuditEvent.objects.order_by("seq").first().seq
+    assert first_seq_at_or_after(events[-1].time + timedelta(microseconds=1)) == events[-1].seq + 1

@@ -301,8 +301,16 @@ def _gate_signatures(version: AdapterVersion, user) -> dict:
     return _gate("signatures", True, f"unsigned; policy v{outcome.policy_version} does not require a signature")
 
 
-def gates_evaluate(version: AdapterVersion, serving: AdapterVersion | None, policy: dict, *, user=None) -> list[dict]:
-    """Every gate for moving an alias from `serving` to `version`, each passed or failed with why."""
+def gates_evaluate(
+    version: AdapterVersion, serving: AdapterVersion | None, policy: dict, *, user=None, kind: str = "promote"
+) -> list[dict]:
+    """Every gate for moving an alias from `serving` to `version`, each passed or failed with why.
+
+    A rollback goes back to a version the alias has served: it must still be intact (ready, checked,
+    signatures re-verified), but is not held to beat the version it replaces on metrics or base.
+    """
+    if kind == PromotionRequest.Kind.ROLLBACK:
+        return [_gate_ready(version), _gate_compatibility(version), _gate_signatures(version, user)]
     return [
         _gate_ready(version),
         _gate_compatibility(version),
@@ -419,7 +427,7 @@ def promotion_request(
     current = _serving(adapter, alias)
     serving = current.version if current is not None else None
     _request_checked(adapter, alias, version, serving, kind, canary_weight)
-    gates = gates_evaluate(version, serving, policy, user=user)
+    gates = gates_evaluate(version, serving, policy, user=user, kind=kind)
     with transaction.atomic():
         audit_chain_lock()  # serialises requests: of two for one alias, the second sees the first
         _request_checked(adapter, alias, version, serving, kind, canary_weight)
@@ -524,7 +532,8 @@ def promotion_approve(*, request_id, user, comment: str = "", override_reason: s
     _approvable(request, user)
     current = _serving(request.adapter, request.alias)
     serving = current.version if current is not None else None
-    gates = gates_evaluate(request.version, serving, request.policy, user=user)  # outside the lock: it hashes
+    # Outside the lock: the signature gate re-hashes the files.
+    gates = gates_evaluate(request.version, serving, request.policy, user=user, kind=request.kind)
     with transaction.atomic():
         audit_chain_lock()
         request = _request_locked(request_id)
@@ -679,7 +688,7 @@ def promotion_execute(request_id) -> PromotionRequest | None:
         _step(request, "verify", "running")
         current = _serving(request.adapter, request.alias)
         serving = current.version if current is not None else None
-        movable = _gates_store(request, gates_evaluate(request.version, serving, request.policy))
+        movable = _gates_store(request, gates_evaluate(request.version, serving, request.policy, kind=request.kind))
         PromotionRequest.objects.filter(id=request.id).update(
             gates=request.gates, gates_passed=request.gates_passed, gates_evaluated_at=request.gates_evaluated_at
         )

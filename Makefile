@@ -20,6 +20,8 @@ run: install
 test: export SECRET_KEY ?= insecure-test-only-key
 # Without a broker server, tests queue into their own folder, not the one `make run` consumes.
 test: export CELERY_FILESYSTEM_BROKER_DIR ?= $(CURDIR)/var/test-broker
+# Two processes (pytest-xdist): tests that start real worker processes stay on one of them (tests/conftest.py).
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

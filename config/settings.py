@@ -347,7 +347,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 # Task modules outside workers/tasks.py and registry/audit/tasks.py (which workers/celery.py autodiscovers).
-CELERY_INCLUDE = ["registry.audit.export_tasks", "registry.webhooks.tasks", "registry.promotion_tasks"]
+CELERY_INCLUDE = [
+    "registry.audit.export_tasks",
+    "registry.webhooks.tasks",
+    "registry.promotion_tasks",
+    "registry.demo.tasks",  # the demo seed's promotion history, once the demo versions are ready
+]
 # Defaults for a task that sets no limits of its own. Every task in workers/tasks.py sets both,
 # and tests/workers/test_beat.py applies every beat entry the way beat does, so a soft limit
 # above a task's hard limit fails CI instead of silently stopping a periodic task.

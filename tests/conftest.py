@@ -27,6 +27,17 @@ def _allow_audit_truncate(sender, connection, **kwargs):
 
 connection_created.connect(_allow_audit_truncate, dispatch_uid="tests.allow_audit_truncate")
 
+# Tests that start real processes (Celery workers and beat, gunicorn, `make run`) run on one xdist
+# process, one at a time; the lighter tests share the other CPU (tests/parallel.py).
+PROCESS_FIXTURES = {"pool", "cpu_worker"}
+PROCESS_TEST_FILES = {"test_make_run.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in PROCESS_TEST_FILES:
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
 
 @pytest.fixture(autouse=True)
 def isolated_storage(settings, tmp_path):

@@ -1,8 +1,10 @@
-"""Demo data for the embedded default: users with roles, two real bases, trained adapters.
+"""Demo data for the embedded default: users with roles, two real bases, trained adapters,
+suites and evaluations, and a promotion history (registry/demo/promotions.py).
 
 Idempotent: roles and users are get-or-create; models are built once under
 var/demo-build and ingested through the same service as the API, which returns
-the existing version when the content is already registered.
+the existing version when the content is already registered; the promotion history
+is recorded once, when the versions it promotes are ready.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ from django.contrib.auth.models import Group, User
 
 from registry import roles
 from registry.demo import build
+from registry.demo.promotions import DemoVersions, demo_promotions_start
 from registry.models import Job
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
@@ -220,6 +223,7 @@ def seed_demo(root: Path) -> list[str]:
             "demo/sentiment": (sentiment.read_text(), "classification", [sentiment_adapter]),
         },
     )
+    demo_promotions_start(DemoVersions(support_v1=v1, support_v2=v2, sentiment=sentiment_adapter))
     return [v.ref for v in (minilm, llama, sentiment_adapter, v1, v2, dora, summarize)]
 
 

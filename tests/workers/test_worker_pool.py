@@ -175,7 +175,7 @@ def test_a_job_of_a_killed_worker_is_rerun_elsewhere_and_recorded_once(pool, ali
     Job.objects.filter(adapter_version=version).delete()  # only the long evaluation below matters here
     lines = (build.DEMO_DIR / "corpus.txt").read_text().splitlines()
     suite = register_suite(
-        alice, tmp_path, [{"text": lines[i % len(lines)] * 3} for i in range(2500)], name="acme/long"
+        alice, tmp_path, [{"text": lines[i % len(lines)] * 3} for i in range(1000)], name="acme/long"
     )
 
     workers = [pool.start("w1"), pool.start("w2")]
@@ -199,4 +199,4 @@ def test_a_job_of_a_killed_worker_is_rerun_elsewhere_and_recorded_once(pool, ali
     assert done.state == Job.State.SUCCEEDED, done.error
     assert done.ran_on == survivor and done.attempts == 2
     assert Job.objects.filter(adapter_version=version, kind=Job.Kind.EVALUATION).count() == 1
-    assert done.result["metrics"]["adapter"]["examples"] == 2500
+    assert done.result["metrics"]["adapter"]["examples"] == 1000

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from registry import cli_promotions  # promote, approve, wait for a request, alias, canary, inventory, ...
 from registry.metrics_display import direction, summary_line  # Django-free, like this client
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -297,7 +298,10 @@ FINAL_STATUSES = {"ready", "rejected"}
 
 
 def cmd_wait(args, registry: Registry) -> None:
-    """Block until checks and evaluations finish; fail on rejection or a failed job."""
+    """Block until checks and evaluations finish; fail on rejection or a failed job.
+    A promotion request id waits for that request instead (registry/cli_promotions.py)."""
+    if (request := cli_promotions.promotion_wait_target(args, registry)) is not None:
+        return cli_promotions.promotion_wait(args, registry, request)
     deadline = time.monotonic() + args.timeout
     last_line = None
     while True:
@@ -801,11 +805,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--base", action="store_true", help="look the reference up as a base model only")
     show.set_defaults(handler=cmd_show)
 
-    wait = commands.add_parser("wait", help="wait for checks and evaluations; exit 1 on rejection")
-    wait.add_argument("ref", help="the adapter version (any reference)")
-    wait.add_argument("--timeout", type=float, default=1800, help="give up (exit 1) after this many seconds (1800)")
-    wait.add_argument("--interval", type=float, default=2, help="seconds between polls (2)")
-    wait.set_defaults(handler=cmd_wait)
+    wait = commands.add_parser(
+        "wait", help="wait for a version's checks and evaluations, or for a promotion request; exit 1 on failure"
+    )
+    wait.add_argument("ref", help="the adapter version (any reference), or a promotion request id")
+    wait.add_argument("--promotion", action="store_true", help="REF is a promotion request id (a UUID is tried as one)")
+    cli_promotions.add_wait_options(wait)
+    wait.set_defaults(handler=cmd_wait, fail=CliError)
 
     evaluate = commands.add_parser("evaluate", help="evaluate an adapter version on a suite now")
     evaluate.add_argument("ref", help="the adapter version (any reference)")
@@ -848,6 +854,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     token_rotate = token.add_parser("rotate", help="replace the current token with a new one (printed)")
     token_rotate.set_defaults(handler=cmd_token_rotate)
+    from registry import cli_tokens  # adapterctl token create | list | revoke (scoped CI tokens)
+
+    cli_tokens.add_parsers(token, CliError)
 
     from registry import pull
 
@@ -856,6 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     from registry import cli_audit  # adapterctl audit events | export | verify
 
     cli_audit.add_parser(commands, CliError)
+    cli_promotions.add_parser(commands, CliError)
     _accept_json_anywhere(parser)
     return parser
 

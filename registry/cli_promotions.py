@@ -311,9 +311,12 @@ def _pages(registry, path: str, params: dict, limit: int, fail) -> tuple[list, b
         raise fail("--limit must be at least 1")
     rows, body = [], registry.request("GET", path, params={**params, "page_size": min(limit, 200)})
     while True:
-        rows += body["results"][: limit - len(rows)]
-        if len(rows) >= limit or not body.get("next"):
-            return rows, bool(body.get("next"))
+        room = limit - len(rows)
+        rows += body["results"][:room]
+        if len(body["results"]) > room or (body.get("next") and len(rows) >= limit):
+            return rows, True
+        if not body.get("next"):
+            return rows, False
         body = registry.request("GET", body["next"])
 
 

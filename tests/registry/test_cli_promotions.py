@@ -108,6 +108,8 @@ def test_promote_approve_by_someone_else_wait_and_the_alias_serves_it(adapterctl
     assert f"pass  ready          {v2.ref} is ready" in second and "pass  signatures" in second
     assert "needs 1 more approval(s), by an approver other than alice: adapterctl approve" in second
     assert "cancelled" in ok(adapterctl("cancel", second_id, "--reason", "wrong one"))
+    newest = adapterctl("promotions", "--limit", "1")
+    assert ok(newest).count("\n") == 2 and second_id in newest.stdout and "raise --limit" in newest.stderr
     cancelled = one_line(adapterctl("wait", second_id))
     assert f"promotion_cancelled: promotion {second_id} was cancelled" in cancelled
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ui import audit, views
+from ui import audit, promotions, views
 
 app_name = "ui"
 
@@ -36,6 +36,17 @@ urlpatterns = [
         views.adapter_verify_action,
         name="adapter-verify",
     ),
+    path("adapters/<str:namespace>/<str:name>/aliases/", promotions.alias_timeline, name="alias-timeline"),
+    path(
+        "adapters/<str:namespace>/<str:name>/aliases/<str:alias>/<str:action>",
+        promotions.alias_action,
+        name="alias-action",
+    ),
+    path("adapters/<str:namespace>/<str:name>/compare", promotions.alias_compare, name="alias-compare"),
+    path("promotions/", promotions.promotion_inbox, name="promotions"),
+    path("promotions/new", promotions.promotion_new, name="promotion-new"),
+    path("promotions/<uuid:request_id>/", promotions.promotion_detail, name="promotion"),
+    path("promotions/<uuid:request_id>/<str:action>", promotions.promotion_decide, name="promotion-decide"),
     path("namespaces/<str:namespace>/signing-policy", views.signing_policy, name="signing-policy"),
     path("workers/", views.worker_list, name="workers"),
     path("jobs/<uuid:job_id>/redispatch", views.job_redispatch_action, name="job-redispatch"),

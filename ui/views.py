@@ -27,6 +27,7 @@ from registry.services.signatures import signing_policy_set, version_verify
 from registry.services.suites import REQUIRED_HEAD, evaluation_suite_get, version_head
 from ui.audit import history_context
 from ui.lineage import lineage_svg
+from ui.promotions import version_aliases_context
 from ui.signing import (
     NAMESPACE_PATTERN,
     namespaces_requiring_signatures,
@@ -284,6 +285,7 @@ def adapter_detail(request, namespace: str, name: str, number: int):
         "children": version.children.select_related("adapter").order_by("created_at"),
         "suites": _suite_choices(request, version),
         **checks,
+        **version_aliases_context(version, request.user),  # the Aliases panel and the Promote form
     }
     return render(request, "ui/adapter_detail.html", context)
 

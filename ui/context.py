@@ -10,4 +10,5 @@ def shell(request) -> dict:
         "user_can_push": bool(user) and can_push(user),
         # The rule of IsAuditorOrAdmin (registry/audit/api.py), which the Audit pages enforce.
         "user_can_audit": bool({AUDITOR, ADMIN} & set(user_roles)),
+        "user_is_admin": ADMIN in user_roles,  # the Webhooks link (ui/webhooks.py: admins only)
     }

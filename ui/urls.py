@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ui import audit, promotions, views
+from ui import audit, promotions, views, webhooks
 
 app_name = "ui"
 
@@ -47,6 +47,9 @@ urlpatterns = [
     path("promotions/new", promotions.promotion_new, name="promotion-new"),
     path("promotions/<uuid:request_id>/", promotions.promotion_detail, name="promotion"),
     path("promotions/<uuid:request_id>/<str:action>", promotions.promotion_decide, name="promotion-decide"),
+    path("webhooks/", webhooks.webhook_list, name="webhooks"),
+    path("webhooks/<uuid:webhook_id>/", webhooks.webhook_detail, name="webhook"),
+    path("webhooks/<uuid:webhook_id>/<str:action>", webhooks.webhook_action, name="webhook-action"),
     path("namespaces/<str:namespace>/signing-policy", views.signing_policy, name="signing-policy"),
     path("workers/", views.worker_list, name="workers"),
     path("jobs/<uuid:job_id>/redispatch", views.job_redispatch_action, name="job-redispatch"),

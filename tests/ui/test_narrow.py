@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from registry import roles
 from registry.models import AuditEvent, Job, Worker
+from registry.services.promotions import promotion_execute, promotion_request
+from registry.webhooks.services import webhook_create
 from tests.ui.test_browser import catalogue, sign_in  # noqa: F401  (fixture)
 
 PHONE = {"width": 390, "height": 844}
@@ -59,14 +61,30 @@ def evaluated(catalogue):  # noqa: F811
     return version
 
 
+@pytest.fixture
+def promoted(evaluated):
+    """A webhook for every event, then the root adapter on staging (by an admin's override: its checks
+    have not run), so the webhook has deliveries waiting (no worker sends them here)."""
+    erin = evaluated.created_by
+    webhook, _ = webhook_create(url="http://127.0.0.1:9/hooks/registry", events=["*"], user=erin)
+    request = promotion_request(
+        version_ref=str(evaluated.id), alias="staging", reason="narrow windows", user=erin,
+        override_reason="its checks do not matter here",
+    )  # fmt: skip
+    promotion_execute(request.id)
+    return request, webhook
+
+
 def page_overflow(page) -> int:
     """How many pixels the page is wider than the window (0: no sideways scrolling)."""
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
 
-def test_no_main_page_scrolls_sideways_and_deltas_stay_visible(phone, live_server, evaluated, catalogue):  # noqa: F811
+def test_no_main_page_scrolls_sideways_and_deltas_stay_visible(phone, live_server, evaluated, catalogue, promoted):  # noqa: F811
     sign_in(phone, live_server)
     base = catalogue["base"]
+    request, webhook = promoted
+    adapter_path = f"/adapters/{evaluated.adapter.namespace}/{evaluated.adapter.name}"
     pages = {
         "adapters": "/adapters/",
         "bases": "/bases/",
@@ -76,6 +94,12 @@ def test_no_main_page_scrolls_sideways_and_deltas_stay_visible(phone, live_serve
         "base": f"/bases/{base.base_model.namespace}/{base.base_model.name}/v{base.number}/",
         "audit": "/audit/",  # erin is an admin (the evaluated fixture)
         "audit event": f"/audit/events/{AuditEvent.objects.latest('seq').seq}/",
+        "promotions": "/promotions/",
+        "promotion": f"/promotions/{request.id}/",
+        "aliases": f"{adapter_path}/aliases/",
+        "compare": f"{adapter_path}/compare?candidate=v{evaluated.number}&alias=staging",
+        "webhooks": "/webhooks/",
+        "webhook": f"/webhooks/{webhook.id}/",
     }
     for name, path in pages.items():
         phone.goto(f"{live_server.url}{path}")

@@ -11,7 +11,6 @@ from django.utils import timezone
 from safetensors.numpy import load_file
 
 from registry import roles
-from registry.demo.promotions import DemoVersions
 from registry.demo.seed import DEMO_USERS, ensure_demo_users, ensure_roles, seed_demo
 from registry.demo.tasks import seed_demo_promotions
 from registry.models import (
@@ -31,6 +30,9 @@ from registry.models import (
 )
 from workers import execute
 from workers.tasks import _run_job
+
+# One xdist process for the module, so that both tests share the models built once.
+pytestmark = pytest.mark.xdist_group("demo_seed")
 
 
 @pytest.fixture(scope="module")

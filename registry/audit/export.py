@@ -4,7 +4,8 @@ The ZIP (format "adapter-registry-audit-export", version 1):
 - events.jsonl: the exported events in seq order, one a line, each the RFC 8785 canonical JSON of
   the event as the chain hashed it, with its entry_hash member added in its sorted place;
 - events.csv: the same events, one a row, columns CSV_COLUMNS (documented in README.txt);
-- summary.pdf: per adapter, its versions, checks, evaluations and signatures, and who did what;
+- summary.pdf: per adapter, who did what, its alias history and approvals (from the exported events),
+  and its versions, checks, evaluations and signatures;
 - keys/<key_id>.pem: every public key the registry has signed with (RegistryKey);
 - README.txt: how to verify it by hand (openssl, sha256sum, a few lines of Python) or with
   `python -m registry.audit.verify`;
@@ -319,6 +320,7 @@ class ExportResult:
     files: dict = field(default_factory=dict)
     omitted_lines: list = field(default_factory=list)  # '    [seq, "entry_hash"]', for the manifest
     activity: dict = field(default_factory=dict)  # see pdf.add_activity
+    promotions: dict = field(default_factory=dict)  # see pdf.add_promotions
 
     @property
     def total(self) -> int:
@@ -374,7 +376,9 @@ def export_write(
         _write_small(
             archive,
             "summary.pdf",
-            pdf.summary_pdf(title_lines=_title_lines(meta, result), activities=activities),
+            pdf.summary_pdf(
+                title_lines=_title_lines(meta, result), activities=activities, promotions=result.promotions
+            ),
             created_at,
             result.files,
         )
@@ -455,21 +459,29 @@ _ACTIVITY = (
     "SELECT adapter, actor_kind, actor_name, type, outcome, count(*), min(time), max(time) "
     "FROM registry_auditevent WHERE seq BETWEEN %s AND %s AND ({where}) GROUP BY 1, 2, 3, 4, 5"
 )
+# Alias moves, requests and decisions, per interval: summary.pdf's alias history and approvals.
+_PROMOTIONS = (
+    "SELECT adapter, time, type, actor_kind, actor_name, object_id, before::text, after::text, reason "
+    "FROM registry_auditevent WHERE seq BETWEEN %s AND %s AND " + pdf.PROMOTION_EVENTS_SQL + " AND ({where}) "
+    "ORDER BY seq"
+)
 
 
 def _read_event_rows(where_sql: str, params: list):
-    def read(cursor, start: int, end: int) -> tuple[list, list]:
+    def read(cursor, start: int, end: int) -> tuple[list, list, list]:
         cursor.execute(_EVENTS_ROWS.format(where=where_sql), [*params, start, end])
         rows = cursor.fetchall()
         cursor.execute(_ACTIVITY.format(where=where_sql), [start, end, *params])
-        return rows, cursor.fetchall()
+        activity = cursor.fetchall()
+        cursor.execute(_PROMOTIONS.format(where=where_sql), [start, end, *params])
+        return rows, activity, cursor.fetchall()
 
     return read
 
 
 def _write_events(archive, result: ExportResult, where_sql: str, params: list, moment, progress) -> None:
-    """events.jsonl, the [seq, entry_hash] of each event in the range the filters leave out, and
-    who did what (result.activity).
+    """events.jsonl, the [seq, entry_hash] of each event in the range the filters leave out, who did
+    what (result.activity) and the alias moves and promotion decisions (result.promotions).
 
     Read in seq intervals, not through one server-side cursor: that would need a transaction open
     for the whole export, which would hide its progress from whoever polls it."""
@@ -477,7 +489,7 @@ def _write_events(archive, result: ExportResult, where_sql: str, params: list, m
     if result.first_seq is not None:
         result.prev_hash = AuditEvent.objects.values_list("prev_hash", flat=True).get(seq=result.first_seq)
     batches = _batches(result.first_seq, result.last_seq)
-    for _start, _end, (rows, activity) in _prefetched(_read_event_rows(where_sql, params), batches):
+    for _start, _end, (rows, activity, promotions) in _prefetched(_read_event_rows(where_sql, params), batches):
         lines = []
         for seq, entry_hash, body in rows:
             if body is None:
@@ -489,6 +501,7 @@ def _write_events(archive, result: ExportResult, where_sql: str, params: list, m
         result.omitted = len(result.omitted_lines)
         result.last_entry_hash = rows[-1][1]
         pdf.add_activity(result.activity, activity)
+        pdf.add_promotions(result.promotions, promotions)
         if progress is not None:
             progress(result.total // 2)  # the JSON lines are the first half of the work
     writer.close()

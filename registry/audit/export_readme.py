@@ -37,7 +37,8 @@ FILES = """FILES
   events.jsonl   the exported events in seq order, one JSON object a line: each is the RFC 8785
                  canonical JSON of the event as the registry hashed it, with its "entry_hash" added
   events.csv     the same events as CSV (columns at the end), for spreadsheets; a reading aid
-  summary.pdf    per adapter: versions, checks, evaluations, signatures, who did what; a reading aid
+  summary.pdf    per adapter: versions, checks, evaluations, signatures, who did what, alias
+                 history and promotion approvals; a reading aid
   keys/*.pem     every public key the registry has signed with, each named by its key id (the
                  SHA-256 of the PEM file)
   manifest.json  what the export holds: range, filters, omitted events, the SHA-256 of every

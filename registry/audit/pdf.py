@@ -1,5 +1,6 @@
-"""summary.pdf of an audit export: per adapter the exported events touch, its versions, checks,
-evaluations and signatures as the registry holds them now, and who did what in the events.
+"""summary.pdf of an audit export: per adapter the exported events touch, who did what in the events,
+its alias history and promotion approvals as the events tell them, and its versions, checks,
+evaluations and signatures as the registry holds them now.
 
 A reading aid for people. It is hashed in the signed manifest like every file of the export, but
 the evidence is events.jsonl: this page is not recomputed by the verifier. Tables are capped
@@ -8,6 +9,8 @@ where they apply. Made with reportlab's built-in Helvetica, which covers Latin-1
 """
 
 import io
+import json
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC
 from xml.sax.saxutils import escape
@@ -66,6 +69,112 @@ def activities(groups: dict) -> list[Activity]:
     for activity in per_adapter.values():
         activity.rows.sort(key=lambda row: (-row.count, row.actor, row.type, row.outcome))
     return sorted(per_adapter.values(), key=lambda a: (a.adapter == NO_ADAPTER, a.adapter))
+
+
+# --- Alias history and approvals, from the exported alias.move and promotion.* events -----------
+
+# The events that say how an adapter's aliases moved and who asked and decided: what the summary's
+# "Alias history" and "Approvals" tables are made of. promotion_policy.* is not one of them.
+PROMOTION_EVENTS_SQL = "(type = 'alias.move' OR type LIKE 'promotion.%%')"
+
+
+@dataclass
+class MoveRow:
+    when: str
+    alias: str
+    moved_from: str
+    moved_to: str
+    kind: str
+    who: str
+    reason: str
+    request: str
+
+
+@dataclass
+class RequestRow:
+    request: str
+    alias: str = ""
+    kind: str = ""
+    version: str = ""
+    requested_by: str = ""
+    reason: str = ""
+    decisions: list = field(default_factory=list)  # "name: approve" / "name: reject"
+    comments: list = field(default_factory=list)
+    state: str = ""
+
+
+@dataclass
+class Promotions:
+    """One adapter's alias moves (the latest MAX_ROWS) and promotion requests (the latest MAX_ROWS)."""
+
+    moves: deque = field(default_factory=lambda: deque(maxlen=MAX_ROWS))
+    moves_total: int = 0
+    requests: OrderedDict = field(default_factory=OrderedDict)
+    requests_left_out: int = 0
+
+
+def _json(value) -> dict:
+    """A before/after column as read (jsonb as text, or NULL) as a dict."""
+    value = json.loads(value) if isinstance(value, str) else value
+    return value if isinstance(value, dict) else {}
+
+
+def _short_ref(ref, adapter: str) -> str:
+    """ "v3" for a version of this adapter (its full reference otherwise)."""
+    if not ref:
+        return ""
+    return ref[len(adapter) + 1 :] if ref.startswith(f"{adapter}:") else ref
+
+
+def _served(state: dict, adapter: str) -> str:
+    """What an alias served, as an alias.move event's before/after says: "v1" or "v1 + v2 at 10%"."""
+    version = _short_ref(state.get("version"), adapter)
+    if not version:
+        return "nothing"
+    canary = _short_ref(state.get("canary"), adapter)
+    return f"{version} + {canary} at {state.get('canary_weight', 0)}%" if canary else version
+
+
+def _request_row(promotions: Promotions, request_id: str) -> RequestRow:
+    row = promotions.requests.get(request_id)
+    if row is None:
+        if len(promotions.requests) >= MAX_ROWS:  # keep the latest requests; say how many are left out
+            promotions.requests.popitem(last=False)
+            promotions.requests_left_out += 1
+        row = promotions.requests[request_id] = RequestRow(request_id[:8])
+    return row
+
+
+def add_promotions(groups: dict, rows) -> None:
+    """Fold (adapter, time, type, actor kind, actor name, object_id, before, after, reason) rows of
+    alias.move and promotion.* events, in seq order, into `groups` (adapter -> Promotions)."""
+    for adapter, moment, type_, kind, name, object_id, before, after, reason in rows:
+        promotions = groups.setdefault(adapter, Promotions())
+        before, after, who = _json(before), _json(after), f"{name or '?'} ({kind})"
+        if type_ == "alias.move":
+            promotions.moves_total += 1
+            request = after.get("request") or ""
+            promotions.moves.append(
+                MoveRow(_when(moment), after.get("alias", ""), _served(before, adapter), _served(after, adapter),
+                        after.get("kind", ""), who, reason, request[:8])
+            )  # fmt: skip
+            continue
+        row = _request_row(promotions, object_id)
+        row.state = after.get("state", row.state)
+        if type_ == "promotion.requested":
+            row.alias, row.kind = after.get("alias", ""), after.get("kind", "")
+            row.version, row.requested_by, row.reason = _short_ref(after.get("version"), adapter), who, reason
+        elif type_ in ("promotion.approval", "promotion.rejected"):
+            decision = after.get("decision") or "reject"
+            row.decisions.append(f"{name}: {decision}")
+            if reason:
+                row.comments.append(f"{name}: {reason}")
+        elif type_ == "promotion.cancelled":
+            row.decisions.append(f"{name}: cancel")
+            if reason:
+                row.comments.append(f"{name}: {reason}")
+        elif type_ == "promotion.failed" and reason:
+            row.comments.append(f"failed: {reason}")
 
 
 # --- Layout ------------------------------------------------------------------------------------
@@ -161,15 +270,63 @@ def _activity(activity: Activity) -> list:
     return _table(header, rows, [60, 50, 20, 18, 32, 32], "actor and event type pairs")
 
 
+def _alias_history(promotions: Promotions) -> list:
+    rows = [
+        [m.when, m.alias, m.moved_from, m.moved_to, m.kind, m.who, m.reason[:300], m.request]
+        for m in reversed(promotions.moves)
+    ]
+    header = ["moved (UTC)", "alias", "from", "to", "kind", "by", "reason", "request"]
+    flow = _table(header, rows, [30, 22, 34, 34, 24, 34, 72, 20], "moves")
+    earlier = promotions.moves_total - len(promotions.moves)
+    if earlier:
+        flow.insert(1, Paragraph(f"… and {earlier} earlier move(s), not shown.", _small))
+    return flow
+
+
+def _approvals(promotions: Promotions) -> list:
+    rows = [
+        [
+            r.request,
+            " ".join(part for part in (r.alias, r.kind, r.version) if part),
+            r.requested_by,
+            r.reason[:300],
+            "; ".join(r.decisions),
+            r.state,
+            " | ".join(r.comments)[:600],
+        ]
+        for r in reversed(promotions.requests.values())
+    ]
+    header = ["request", "alias, kind, version", "requested by", "reason", "decisions", "state", "comments"]
+    flow = _table(header, rows, [18, 40, 30, 50, 40, 18, 74], "requests")
+    if promotions.requests_left_out:
+        flow.insert(1, Paragraph(f"… and {promotions.requests_left_out} earlier request(s), not shown.", _small))
+    return flow
+
+
+def _promotion_flow(promotions: Promotions | None) -> list:
+    """The adapter's alias history and approvals, when the exported events hold any."""
+    if promotions is None:
+        return []
+    flow = []
+    if promotions.moves_total:
+        flow += [Paragraph("Alias history, from the events (newest first)", _styles["Heading4"])]
+        flow += _alias_history(promotions)
+    if promotions.requests:
+        flow += [Paragraph("Promotion requests and approvals, from the events (newest first)", _styles["Heading4"])]
+        flow += _approvals(promotions)
+    return flow
+
+
 def _user(user) -> str:
     return user.get_username() if user else ""
 
 
-def _adapter_section(activity: Activity) -> list:
+def _adapter_section(activity: Activity, promotions: Promotions | None = None) -> list:
     heading = activity.adapter or "Events not tied to an adapter"
     flow = [Paragraph(escape(heading), _styles["Heading2"])]
     flow.append(Paragraph(f"{activity.events} exported event(s). Who did what, from the events:", _small))
     flow += _activity(activity)
+    flow += _promotion_flow(promotions)
     if not activity.adapter:
         return flow
     namespace, _, name = activity.adapter.partition("/")
@@ -188,8 +345,9 @@ def _adapter_section(activity: Activity) -> list:
     return flow
 
 
-def summary_pdf(*, title_lines: list[str], activities: list[Activity]) -> bytes:
-    """The PDF: a title page with what was exported, then a section per adapter."""
+def summary_pdf(*, title_lines: list[str], activities: list[Activity], promotions: dict | None = None) -> bytes:
+    """The PDF: a title page with what was exported, then a section per adapter (`promotions`: adapter ->
+    Promotions, folded by add_promotions)."""
     buffer = io.BytesIO()
     # invariant: no creation date or random document id, so the same export gives the same bytes.
     document = SimpleDocTemplate(
@@ -212,6 +370,6 @@ def summary_pdf(*, title_lines: list[str], activities: list[Activity]) -> bytes:
             Paragraph(f"The first {MAX_ADAPTERS} of {len(activities)} adapters are shown.", _styles["BodyText"])
         )
     for activity in activities[:MAX_ADAPTERS]:
-        flow += [PageBreak(), *_adapter_section(activity)]
+        flow += [PageBreak(), *_adapter_section(activity, (promotions or {}).get(activity.adapter))]
     document.build(flow)
     return buffer.getvalue()

@@ -326,7 +326,9 @@ def alias_move(
         **audit_subject(adapter),
         object_digest=target.version.digest,
         before=before,
-        after={**after, "kind": kind, "request": str(request.id) if request is not None else None},
+        # The alias is named here: the event's subject is the adapter, and production's moves must be
+        # told from staging's by whoever reads the trail (the export's summary.pdf does).
+        after={**after, "alias": alias, "kind": kind, "request": str(request.id) if request is not None else None},
         reason=reason,
         evidence=evidence or {},
     )

@@ -20,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from registry.audit.context import acting_as, actor_system
 from registry.audit.export import CSV_COLUMNS, audit_export_request
 from registry.audit.export_tasks import build_audit_export
 from registry.audit.services import audit_event_data
 from registry.audit.verify import verify_export
-from registry.models import AuditEvent, AuditExport, RegistryKey
+from registry.models import AuditEvent, AuditExport, PromotionRequest, RegistryKey
+from registry.services.promotions import promotion_execute
 from registry.signing.keys import active_key
 from tests.audit.export_helpers import export_zip, member, record_events
 from tests.workers.conftest import WorkerPool, purge_queues
@@ -259,3 +261,64 @@ def test_a_worker_builds_a_large_export_and_adapterctl_downloads_it(cpu_worker, 
     assert [event["object_id"] for event in json.loads(listed.stdout)] == [str(export.id)]
     table = adapterctl("events", "--namespace", "acme", "--limit", "3")
     assert table.returncode == 0 and table.stdout.count("\n") == 4 and "audit_export" in table.stdout
+
+
+def _promotion_history(alice_client, dave_client, erin_client, ready) -> None:
+    """acme/bot through the API: v1 to production (approved by dave), v3 to staging (no approval), a canary
+    of v2 ramped and promoted, a rollback, and a request for v3 that erin rejects."""
+    v1, v2, v3 = ready
+
+    def asked(version, alias="production", **extra) -> str:
+        body = {"version": version.ref, "alias": alias, "reason": f"asked for {version.ref}", **extra}
+        created = alice_client.post("/api/v1/promotions", body, format="json")
+        assert created.status_code == 201, created.content
+        return created.json()["id"]
+
+    def approved_and_run(request_id: str) -> None:
+        assert dave_client.post(f"/api/v1/promotions/{request_id}/approve", {"comment": "gates green"},
+                                format="json").status_code == 200  # fmt: skip
+        with acting_as(actor_system("promotions")):  # as the cpu-queue task runs it
+            assert promotion_execute(request_id).state == "executed"
+
+    approved_and_run(asked(v1))
+    staging = asked(v3, "staging")  # no approval needed: approved at once
+    with acting_as(actor_system("promotions")):
+        assert promotion_execute(staging).state == "executed"
+    approved_and_run(asked(v2, canary_weight=10))
+    canary = "/api/v1/adapters/acme/bot/aliases/production/canary"
+    for step in (
+        {"action": "ramp", "weight": 50, "reason": "healthy"},
+        {"action": "promote", "reason": "still healthy"},
+    ):
+        assert dave_client.post(canary, step, format="json").status_code == 200
+    rollback = "/api/v1/adapters/acme/bot/aliases/production/rollback"
+    assert dave_client.post(rollback, {"reason": "errors up 3x"}, format="json").status_code == 200
+    rejected = asked(v3)
+    no = erin_client.post(f"/api/v1/promotions/{rejected}/reject", {"reason": "wait for the fix"}, format="json")
+    assert no.status_code == 200
+
+
+def test_the_summary_holds_each_adapters_alias_history_and_approvals_from_the_events(
+    bob, alice_client, dave_client, erin_client, ready, tmp_path
+):
+    _promotion_history(alice_client, dave_client, erin_client, ready)
+    requests = {r.version.number: r for r in PromotionRequest.objects.filter(alias="production", kind="promote")}
+    text = _pdf_text(member(export_zip(bob, tmp_path), "summary.pdf"))
+
+    assert "Alias history, from the events (newest first)" in text
+    # Each move: alias, from, to, kind, who, reason, and its request when it had one.
+    moves = ("(staging)", "(nothing)", "(v1 + v2 at 10%)", "(v1 + v2 at 50%)", "(canary_start)", "(canary_ramp)",
+             "(canary_promote)", "(rollback)", "(errors up 3x)", "(dave (token))", "(promotions (system))")  # fmt: skip
+    for cell in (*moves, f"({str(requests[1].id)[:8]})"):
+        assert cell in text, cell
+    # Newest first: the rollback is listed before the first promotion.
+    assert text.index("(errors up 3x)") < text.index("(asked for acme/bot:v1)")
+    assert "Promotion requests and approvals, from the events (newest first)" in text
+    decisions = ("(alice (token))", "(dave: approve)", "(erin: reject)", "(rejected)", "(executed)",
+                 "(dave: gates green)", "(erin: wait for the fix)", "(production promote v3)", "(staging promote v3)")  # fmt: skip
+    for cell in decisions:
+        assert cell in text, cell
+
+    # Built from the exported events: an export of the alias moves alone has no requests to show.
+    moves_only = _pdf_text(member(export_zip(bob, tmp_path, name="moves.zip", type="alias.move"), "summary.pdf"))
+    assert "(canary_ramp)" in moves_only and "Promotion requests and approvals" not in moves_only

@@ -7,8 +7,10 @@
 - audit_export: requested exports of the chain (their state and ZIP)
 - promotions: alias moves, promotion policies, requests and approvals
 - webhooks: receivers of events, their deliveries and each delivery's attempts
+- access: roles granted on namespaces, and API tokens scoped for CI
 """
 
+from registry.models.access import NamespaceRole, ScopedToken
 from registry.models.audit import AuditChainHead, AuditEvent
 from registry.models.audit_export import AuditExport
 from registry.models.catalog import (
@@ -46,11 +48,13 @@ __all__ = [
     "Check",
     "EvaluationSuite",
     "Job",
+    "NamespaceRole",
     "PromotionApproval",
     "PromotionPolicy",
     "PromotionRequest",
     "RegistryKey",
     "Repository",
+    "ScopedToken",
     "Signature",
     "SignatureVerification",
     "SigningMethod",

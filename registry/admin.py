@@ -12,6 +12,7 @@ from registry.models import (
     BaseModel,
     BaseModelVersion,
     Blob,
+    NamespaceRole,
     RegistryKey,
     Signature,
     SignatureVerification,
@@ -164,3 +165,23 @@ class SignatureVerificationAdmin(ReadOnlyAdmin):
 @admin.register(RegistryKey)
 class RegistryKeyAdmin(ReadOnlyAdmin):
     list_display = ("key_id", "algorithm", "created_at", "retired_at")
+
+
+@admin.register(NamespaceRole)
+class NamespaceRoleAdmin(admin.ModelAdmin):
+    """Grant and revoke roles on namespaces; each is an audit event (role.grant / role.revoke, by signals).
+    A grant is never edited: revoke it and grant another, so the trail shows both."""
+
+    list_display = ("namespace", "role", "user", "group", "created_at", "created_by")
+    list_filter = ("role", "namespace")
+    search_fields = ("namespace", "user__username", "group__name")
+    list_select_related = ("user", "group", "created_by")
+    fields = ("namespace", "role", "user", "group")
+    raw_id_fields = ("user",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -259,7 +259,7 @@ def _version_context(version) -> dict:
 
 def _suite_choices(request, version) -> list:
     """Suites an engineer may run on this version (those its base can run), for the picker."""
-    if not can_push(request.user):
+    if not can_push(request.user, version.adapter.namespace):
         return []
     head = version_head(version)
     runnable = [task for task, needed in REQUIRED_HEAD.items() if needed == head]
@@ -294,9 +294,9 @@ def adapter_detail(request, namespace: str, name: str, number: int):
 @login_required
 def adapter_evaluate_action(request, namespace: str, name: str, number: int):
     """The version page's suite picker: the same service as POST /api/v1/adapters/<ref>/evaluations."""
-    if not can_push(request.user):
-        raise PermissionDenied("starting an evaluation needs the engineer or admin role")
     version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    if not can_push(request.user, version.adapter.namespace):
+        raise PermissionDenied(f"starting an evaluation needs the engineer or admin role in {namespace}")
     try:
         suite = evaluation_suite_get(request.POST.get("suite", ""))
         adapter_version_evaluate(version=version, suite=suite)
@@ -340,11 +340,11 @@ def signing_policy(request, namespace: str):
     """A namespace's signing policy and its history; admins save a new version (never an edit in place)."""
     if not NAMESPACE_PATTERN.fullmatch(namespace):
         raise Http404("not a namespace")
-    context = {**policy_context(namespace), "can_edit": is_admin(request.user)}
+    context = {**policy_context(namespace), "can_edit": is_admin(request.user, namespace)}
     if request.method == "GET":
         return render(request, "ui/signing_policy.html", context)
     if not context["can_edit"]:
-        raise PermissionDenied("changing a signing policy needs the admin role")
+        raise PermissionDenied(f"changing a signing policy needs the admin role, globally or in {namespace}")
     text, reason = request.POST.get("document", ""), request.POST.get("reason", "")
     try:
         document = policy_document_from_text(text)

@@ -9,11 +9,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import selectors
-from registry.api.permissions import CanPushOrReadOnly, IsAdminRole
+from registry.api.permissions import CanPushOrReadOnly
 from registry.api.schema import error_responses
 from registry.errors import NotFound, RegistryError
 from registry.models import RegistryKey, Signature, SigningPolicy
 from registry.refs import NAMESPACE_PATTERN
+from registry.roles import SCOPE_PUSH, require_admin
 from registry.services.signatures import signature_attach, signing_policy_current, signing_policy_set, version_verify
 from registry.signing.keys import active_key
 from registry.uploads import StreamingMultiPartParser, incoming_signature, upload_scope
@@ -123,6 +124,7 @@ class AdapterSignaturesView(APIView):
 
     permission_classes = [CanPushOrReadOnly]
     parser_classes = [StreamingMultiPartParser]
+    required_scope = SCOPE_PUSH
 
     @extend_schema(responses=SignatureSerializer(many=True))
     def get(self, request, ref):
@@ -194,10 +196,7 @@ def _policy_payload(namespace: str) -> dict:
 
 
 class SigningPolicyView(APIView):
-    """A namespace's signing policy. Anyone signed in reads it; admins replace it (a new version each time)."""
-
-    def get_permissions(self):
-        return [IsAdminRole()] if self.request.method == "PUT" else super().get_permissions()
+    """A namespace's signing policy. Anyone signed in reads it; its admins replace it (a new version each time)."""
 
     @extend_schema(responses=SigningPolicyResponseSerializer)
     def get(self, request, namespace):
@@ -208,7 +207,8 @@ class SigningPolicyView(APIView):
         responses=SigningPolicyResponseSerializer,
     )
     def put(self, request, namespace):
-        signing_policy_set(namespace=_namespace(namespace), document=request.data, user=request.user)
+        require_admin(request.user, _namespace(namespace), f"changing the signing policy of {namespace}")
+        signing_policy_set(namespace=namespace, document=request.data, user=request.user)
         return Response(SigningPolicyResponseSerializer(_policy_payload(namespace)).data)
 
 

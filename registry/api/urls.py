@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from registry.api import files, promotions, signatures, tokens, views
+from registry.api import access, files, promotions, signatures, tokens, views
 from registry.audit import api as audit_api
 from registry.audit import exports_api as audit_exports_api
 from registry.webhooks import api as webhooks_api
@@ -14,6 +14,12 @@ ALIAS = r"[^/]+"
 urlpatterns = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
+    path("namespaces/<str:namespace>/roles", access.NamespaceRoleListView.as_view(), name="api-namespace-roles"),
+    path(
+        "namespaces/<str:namespace>/roles/<int:grant_id>",
+        access.NamespaceRoleDetailView.as_view(),
+        name="api-namespace-role",
+    ),
     path("audit/events", audit_api.AuditEventListView.as_view(), name="api-audit-events"),
     path("audit/events/<int:seq>", audit_api.AuditEventDetailView.as_view(), name="api-audit-event"),
     path("audit/exports", audit_exports_api.AuditExportCreateView.as_view(), name="api-audit-exports"),

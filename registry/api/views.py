@@ -20,7 +20,8 @@ from registry.api.tokens import token_issue
 from registry.audit.services import audit_record
 from registry.errors import Conflict, RegistryError, UploadRefused
 from registry.models import AdapterVersion, Job
-from registry.refs import NAME_PATTERN
+from registry.refs import NAME_PATTERN, parse_name
+from registry.roles import SCOPE_PUSH, require_push
 from registry.services.checks import adapter_version_evaluate
 from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
 from registry.services.jobs import job_cancel, job_dispatch
@@ -90,6 +91,7 @@ def _upload_response(result, serializer_class) -> Response:
 
 class BaseVersionListView(APIView):
     permission_classes = [CanPushOrReadOnly]
+    required_scope = SCOPE_PUSH  # what a scoped CI token needs to POST here
     parser_classes = [StreamingMultiPartParser]
     pagination_class = VersionCursorPagination
 
@@ -150,6 +152,7 @@ class BaseVersionAdaptersView(APIView):
 
 class AdapterVersionListView(APIView):
     permission_classes = [CanPushOrReadOnly]
+    required_scope = SCOPE_PUSH
     parser_classes = [StreamingMultiPartParser]
     pagination_class = VersionCursorPagination
 
@@ -306,6 +309,7 @@ class AdapterChecksView(APIView):
 
 class AdapterEvaluateView(APIView):
     permission_classes = [CanPushOrReadOnly]
+    required_scope = SCOPE_PUSH
 
     @extend_schema(request=s.EvaluateSerializer, responses={202: s.JobSerializer, **error_responses(422)})
     def post(self, request, ref):
@@ -313,12 +317,14 @@ class AdapterEvaluateView(APIView):
         form = s.EvaluateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         version = selectors.adapter_version_get(ref)
+        require_push(request.user, version.adapter.namespace, "requesting an evaluation")
         job = adapter_version_evaluate(version=version, suite=evaluation_suite_get(form.validated_data["suite"]))
         return Response(s.JobSerializer(selectors.job_get(job.id)).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SuiteListView(APIView):
     permission_classes = [CanPushOrReadOnly]
+    required_scope = SCOPE_PUSH
     parser_classes = [StreamingMultiPartParser]
 
     @extend_schema(responses={200: s.SuiteSerializer(many=True), **error_responses(400)})
@@ -351,6 +357,7 @@ class SuiteListView(APIView):
 
 class SuiteAttachView(APIView):
     permission_classes = [CanPushOrReadOnly]
+    required_scope = SCOPE_PUSH
 
     @extend_schema(request=s.SuiteAttachSerializer, responses={200: s.SuiteSerializer, **error_responses(422)})
     def post(self, request, ref):
@@ -358,5 +365,7 @@ class SuiteAttachView(APIView):
         form = s.SuiteAttachSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         suite = evaluation_suite_get(ref)
+        namespace, _ = parse_name(form.validated_data["adapter"])
+        require_push(request.user, namespace, "attaching a suite")
         evaluation_suite_attach(suite=suite, adapter_name=form.validated_data["adapter"])
         return Response(s.SuiteSerializer(suite).data)

@@ -3,16 +3,18 @@
 Django's signals fire inside the transaction that saves the row, so each event commits or rolls
 back with its change. What is recorded: who was created, changed (the fields that changed, never
 a password hash) or deleted; role (group) membership and permissions before and after; tokens
-issued and revoked (by their fingerprint, never the key).
+issued and revoked (by their fingerprint, never the key); roles granted on namespaces
+(role.grant, role.revoke).
 """
 
 from django.contrib.auth.models import Group, User
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 from rest_framework.authtoken.models import Token
 
 from registry.audit.context import token_id
 from registry.audit.services import audit_record
+from registry.models import NamespaceRole
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser")
 
@@ -135,3 +137,45 @@ def _token_revoked(sender, instance, **kwargs):
         object_id=token_id(instance.key),
         before={"user": instance.user.get_username()},
     )
+
+
+def _grant_state(grant: NamespaceRole) -> dict:
+    return {"namespace": grant.namespace, "role": grant.role, "subject": grant.subject}
+
+
+def _grant_record(kind: str, grant: NamespaceRole, state: dict) -> None:
+    audit_record(
+        type=f"role.{kind}",
+        object_type="namespace_role",
+        object_id=str(grant.pk),
+        namespace=state["namespace"],
+        **({"after": state} if kind == "grant" else {"before": state}),
+    )
+
+
+@receiver(pre_save, sender=NamespaceRole)
+def _remember_grant(sender, instance, **kwargs):
+    old = NamespaceRole.objects.filter(pk=instance.pk).select_related("user", "group").first() if instance.pk else None
+    instance._audit_before = _grant_state(old) if old else None
+
+
+@receiver(post_save, sender=NamespaceRole)
+def _grant_saved(sender, instance, created, **kwargs):
+    """A new grant is role.grant; a changed one (a shell's edit) is the old one revoked and the new one granted."""
+    before, after = getattr(instance, "_audit_before", None), _grant_state(instance)
+    if before == after:
+        return
+    if before is not None:
+        _grant_record("revoke", instance, before)
+    _grant_record("grant", instance, after)
+
+
+@receiver(pre_delete, sender=NamespaceRole)
+def _remember_deleted_grant(sender, instance, **kwargs):
+    # Read before anything is deleted: a grant deleted with its user can no longer name them afterwards.
+    instance._audit_before = _grant_state(instance)
+
+
+@receiver(post_delete, sender=NamespaceRole)
+def _grant_deleted(sender, instance, **kwargs):
+    _grant_record("revoke", instance, instance._audit_before)

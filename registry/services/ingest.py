@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from registry import roles
 from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.errors import Conflict, InvalidArtifact, RegistryError
 from registry.formats.artifact import (
@@ -105,11 +106,18 @@ def _with_blobs(files: list[IncomingFile], write_rows):
         raise
 
 
+def _push_allowed(user, namespace: str) -> None:
+    """The pusher's role in the namespace pushed to (None: the registry itself, e.g. the demo seed)."""
+    if user is not None:
+        roles.require_push(user, namespace)
+
+
 # --- Base models ---------------------------------------------------------------------
 
 
 def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: AbstractBaseUser | None) -> IngestResult:
     namespace, short_name = parse_name(name)
+    _push_allowed(user, namespace)
     summary = validate_base_upload(files)
     existing = BaseModelVersion.objects.filter(
         base_model__namespace=namespace, base_model__name=short_name, digest=summary.digest
@@ -258,6 +266,7 @@ def adapter_version_ingest(
 ) -> IngestResult:
     """Register an adapter version; `signature` is a model-signing bundle over exactly `files`."""
     namespace, short_name = parse_name(name)
+    _push_allowed(user, namespace)
     cleaned_provenance = _clean_provenance(provenance)
     base_version, parent = _resolve_lineage(base_ref, parent_ref)
     summary = validate_adapter_upload(files)

@@ -118,7 +118,8 @@ def promotion_policy_for(namespace: str, alias: str) -> dict:
 
 @transaction.atomic
 def promotion_policy_set(*, namespace: str, alias: str, document, user) -> PromotionPolicy:
-    if not roles.is_admin(user):
+    roles.token_check(user, None, namespace, "changing a promotion policy")
+    if not roles.is_admin(user, namespace):
         raise RegistryError("permission_denied", "only admins change promotion policies", status_code=403)
     if alias != "*":
         alias_name_check(alias)
@@ -323,12 +324,14 @@ def gates_evaluate(
 # --- Requests --------------------------------------------------------------------------------
 
 
-def _can_request(user) -> bool:
-    return bool(roles.roles_of(user) & {roles.ADMIN, roles.ENGINEER, roles.APPROVER})
+def _can_request(user, namespace: str) -> bool:
+    roles.token_check(user, roles.SCOPE_PROMOTION_REQUEST, namespace, "requesting a promotion")
+    return roles.can_request_promotion(user, namespace)
 
 
-def _can_decide(user) -> bool:
-    return bool(roles.roles_of(user) & {roles.ADMIN, roles.APPROVER})
+def _can_decide(user, namespace: str) -> bool:
+    roles.token_check(user, None, namespace, "deciding on a promotion")  # no scoped token decides
+    return roles.can_decide_promotion(user, namespace)
 
 
 def _denied(message: str) -> RegistryError:
@@ -390,9 +393,9 @@ def _gates_store(request: PromotionRequest, gates: list[dict]) -> bool:
     return request.gates_passed or bool(request.override_reason)
 
 
-def _override_checked(override_reason: str, user) -> str:
+def _override_checked(override_reason: str, user, namespace: str) -> str:
     override_reason = (override_reason or "").strip()
-    if override_reason and not roles.is_admin(user):
+    if override_reason and not roles.is_admin(user, namespace):
         raise _denied("only admins may override failing gates")
     return override_reason
 
@@ -412,15 +415,15 @@ def promotion_request(
     Gates are evaluated now and stored; with no approvals required and passing gates (or an admin's
     override) the request is approved at once and its execution queued.
     """
-    if not _can_request(user):
-        raise _denied("requesting a promotion needs the engineer, approver or admin role")
     alias_name_check(alias)
     reason = (reason or "").strip()
     if not reason:
         raise RegistryError("reason_required", "say why: a promotion request needs a reason")
-    override_reason = _override_checked(override_reason, user)
     version = adapter_version_get(version_ref)
     adapter = version.adapter
+    if not _can_request(user, adapter.namespace):
+        raise _denied("requesting a promotion needs the engineer, approver or admin role")
+    override_reason = _override_checked(override_reason, user, adapter.namespace)
     policy = promotion_policy_for(adapter.namespace, alias)
     # Gates re-hash the version's files: evaluated before taking the chain's lock, against what the
     # alias serves now, and only kept if the alias still serves that under the lock.
@@ -525,10 +528,10 @@ def _pending(request: PromotionRequest, action: str) -> None:
 def promotion_approve(*, request_id, user, comment: str = "", override_reason: str = "") -> PromotionRequest:
     """An approver's approval. Never the requester's own (four eyes, admins included); the gates are
     evaluated again and must pass (or an admin overrides with a reason); enough approvals queue it."""
-    if not _can_decide(user):
-        raise _denied("approving needs the approver or admin role")
-    override_reason = _override_checked(override_reason, user)
     request = _request_get(request_id)
+    if not _can_decide(user, request.adapter.namespace):
+        raise _denied("approving needs the approver or admin role")
+    override_reason = _override_checked(override_reason, user, request.adapter.namespace)
     _approvable(request, user)
     current = _serving(request.adapter, request.alias)
     serving = current.version if current is not None else None
@@ -603,13 +606,13 @@ class GatesFailed(RegistryError):
 
 @transaction.atomic
 def promotion_reject(*, request_id, user, reason: str) -> PromotionRequest:
-    if not _can_decide(user):
-        raise _denied("rejecting needs the approver or admin role")
     reason = (reason or "").strip()
     if not reason:
         raise RegistryError("reason_required", "say why: a rejection needs a reason")
     audit_chain_lock()
     request = _request_locked(request_id)
+    if not _can_decide(user, request.adapter.namespace):
+        raise _denied("rejecting needs the approver or admin role")
     _pending(request, "rejected")
     if request.requested_by_id == user.id:
         raise _denied("you requested this promotion: cancel it instead of rejecting it")
@@ -628,7 +631,7 @@ def promotion_cancel(*, request_id, user, reason: str = "") -> PromotionRequest:
     """The requester (or an admin) withdraws a request that has not started executing."""
     audit_chain_lock()
     request = _request_locked(request_id)
-    if request.requested_by_id != user.id and not roles.is_admin(user):
+    if request.requested_by_id != user.id and not roles.is_admin(user, request.adapter.namespace):
         raise _denied("only the requester or an admin can cancel a promotion request")
     if request.state not in (State.PENDING, State.APPROVED):
         raise Conflict(
@@ -772,7 +775,7 @@ def _alias_or_404(adapter: Adapter, alias: str) -> AdapterAlias:
 def alias_rollback(*, adapter: Adapter, alias: str, user, reason: str, to_ref: str | None = None) -> DirectMove:
     """Point the alias back at the version it served before (or `to_ref`, one it served earlier), at once
     and with no canary; when the policy wants approvals for rollbacks, a rollback request instead."""
-    if not _can_decide(user):
+    if not _can_decide(user, adapter.namespace):
         raise _denied("rolling back needs the approver or admin role")
     reason = (reason or "").strip()
     if not reason:
@@ -815,7 +818,7 @@ def alias_canary(
     *, adapter: Adapter, alias: str, user, action: str, reason: str, weight: int | None = None
 ) -> AliasMove:
     """Ramp the running canary to `weight` percent, promote it to 100%, or abort it; each a recorded move."""
-    if not _can_decide(user):
+    if not _can_decide(user, adapter.namespace):
         raise _denied("changing a canary needs the approver or admin role")
     reason = (reason or "").strip()
     if not reason:

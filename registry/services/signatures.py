@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from registry import roles
 from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.errors import InvalidArtifact, RegistryError
 from registry.models import AdapterVersion, Signature, SignatureVerification, SigningPolicy
@@ -263,6 +264,8 @@ def _recorded_files(version: AdapterVersion) -> dict[str, str]:
 
 def signature_attach(*, version: AdapterVersion, raw: bytes, user) -> tuple[Signature, bool]:
     """A second party signs an existing version: verified against its recorded files, then stored."""
+    if user is not None:
+        roles.require_push(user, version.adapter.namespace, "attaching a signature")
     checked = signature_check_upload(
         name=version.adapter.full_name,
         files=_recorded_files(version),

@@ -3,6 +3,7 @@
 from django.db import transaction
 from django.db.models import Max
 
+from registry import roles
 from registry.audit.services import audit_record, audit_subject
 from registry.errors import InvalidArtifact, NotFound, RegistryError
 from registry.formats.artifact import IncomingFile
@@ -88,6 +89,8 @@ def _validate_rows(data: bytes, task_type: str) -> int:
 
 def evaluation_suite_register(*, name: str, task_type: str, file: IncomingFile, user) -> tuple[EvaluationSuite, bool]:
     namespace, short_name = parse_name(name)
+    if user is not None:  # None: the registry itself (the demo seed)
+        roles.require_push(user, namespace)
     if task_type not in REQUIRED_KEYS:
         raise InvalidArtifact("suite_task_type_invalid", f"task_type must be one of {', '.join(REQUIRED_KEYS)}")
     count = _validate_rows(file.temp_path.read_bytes(), task_type)

@@ -297,7 +297,11 @@ REST_FRAMEWORK = {
         "registry.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # TokenScope: a scoped CI token writes only where the view names its scope (registry/api/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "registry.api.permissions.TokenScope",
+    ],
     # The schema is the API contract (schemathesis checks it): error answers and ref patterns included.
     "DEFAULT_SCHEMA_CLASS": "registry.api.schema.RegistryAutoSchema",
     "EXCEPTION_HANDLER": "registry.api.errors.api_exception_handler",

@@ -14,6 +14,7 @@ from registry.models import (
     Blob,
     NamespaceRole,
     RegistryKey,
+    ScopedToken,
     Signature,
     SignatureVerification,
     SigningPolicy,
@@ -185,3 +186,23 @@ class NamespaceRoleAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(ScopedToken)
+class ScopedTokenAdmin(ReadOnlyAdmin):
+    """Scoped CI tokens, never their keys (only the SHA-256 is stored); revoke is the one change."""
+
+    list_display = ("name", "user", "scopes", "namespaces", "key_prefix", "created_at", "last_used_at", "expires_at",
+                    "revoked_at")  # fmt: skip
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "user__username", "key_prefix")
+    list_select_related = ("user",)
+    exclude = ("key_hash",)
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        from registry.services.access import scoped_token_revoke
+
+        for token in queryset:
+            scoped_token_revoke(token=token, by=request.user)

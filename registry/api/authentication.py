@@ -2,6 +2,11 @@
 
 A token's age is counted from Token.created, which rotation and re-issue reset, so a
 pipeline keeps working by rotating before the lifetime runs out.
+
+`Authorization: Token <key>` also takes a scoped CI token (registry/models/access.py, keys start
+with "arci_"; DRF's keys are 40 hex digits): looked up by the SHA-256 of the key, refused when
+revoked (401 token_revoked) or past its expiry (401 token_expired). What it may write is decided
+per view (registry/api/permissions.py TokenScope) and per namespace (registry/roles.py).
 """
 
 from datetime import timedelta
@@ -13,6 +18,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
 from registry.errors import RegistryError
+from registry.models.access import TOKEN_PREFIX, ScopedToken, token_key_hash
 
 
 class TokenExpired(RegistryError, exceptions.AuthenticationFailed):
@@ -34,8 +40,34 @@ def token_is_expired(token: Token) -> bool:
     return ttl > 0 and token.created <= timezone.now() - timedelta(seconds=ttl)
 
 
+class ScopedTokenRefused(RegistryError, exceptions.AuthenticationFailed):
+    status_code = 401
+
+
+def scoped_token_authenticate(key: str):
+    """(user, token) for a live scoped token; the user carries the token, so role checks see its limits."""
+    token = ScopedToken.objects.select_related("user").filter(key_hash=token_key_hash(key)).first()
+    if token is None:
+        raise exceptions.AuthenticationFailed("Invalid token.")
+    if token.revoked_at is not None:
+        raise ScopedTokenRefused(
+            "token_revoked", f"the scoped token {token.name!r} was revoked; create a new one (POST /api/v1/auth/tokens)"
+        )
+    if token.is_expired():
+        raise ScopedTokenRefused(
+            "token_expired", f"the scoped token {token.name!r} expired; create a new one (POST /api/v1/auth/tokens)"
+        )
+    if not token.user.is_active:
+        raise exceptions.AuthenticationFailed("User inactive or deleted.")
+    token.touch()
+    token.user._scoped_token = token
+    return token.user, token
+
+
 class ExpiringTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key):
+        if key.startswith(TOKEN_PREFIX):
+            return scoped_token_authenticate(key)
         user, token = super().authenticate_credentials(key)
         if token_is_expired(token):
             raise TokenExpired()

@@ -341,6 +341,7 @@ class PromotionListView(APIView):
     """Promotion requests, newest first; `POST` asks for one (engineer, approver, admin)."""
 
     pagination_class = VersionCursorPagination
+    required_scope = "promotion.request"  # what a scoped CI token needs to POST (registry/api/permissions.py)
 
     @extend_schema(
         parameters=[PromotionFilterSerializer],

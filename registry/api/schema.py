@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 
-from registry.api.permissions import CanPushOrReadOnly
+from registry.api.permissions import CanPushOrReadOnly, TokenScope
 from registry.refs import NAME_PATTERN, NAMESPACE_SEGMENT, REF_PATTERN
 
 
@@ -94,7 +94,7 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 # Permission classes whose only refusal is "not signed in" for reads; any other may answer 403.
-_READ_OPEN_PERMISSIONS = (AllowAny, IsAuthenticated, CanPushOrReadOnly)
+_READ_OPEN_PERMISSIONS = (AllowAny, IsAuthenticated, CanPushOrReadOnly, TokenScope)
 
 
 class RegistryAutoSchema(AutoSchema):

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from registry.api.authentication import ExpiringTokenAuthentication, token_is_expired
 from registry.api.errors import json_error
+from registry.api.permissions import TokenScope
 from registry.errors import RegistryError
 
 LOCKED_OUT_CODE = "too_many_login_failures"
@@ -49,7 +50,7 @@ class TokenRotateView(APIView):
     """Exchange the current API token for a new one; the current token stops working at once."""
 
     authentication_classes = [ExpiringTokenAuthentication]
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScope]  # a scoped CI token is revoked and re-created, not rotated
 
     # 401 (no token, a wrong, rotated or expired one) is implied by RegistryAutoSchema, with the Error body.
     @extend_schema(request=None, responses={200: TokenResponse})

@@ -14,6 +14,8 @@ ALIAS = r"[^/]+"
 urlpatterns = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/rotate", tokens.TokenRotateView.as_view(), name="api-token-rotate"),
+    path("auth/tokens", access.ScopedTokenListView.as_view(), name="api-scoped-tokens"),
+    path("auth/tokens/<int:token_id>", access.ScopedTokenDetailView.as_view(), name="api-scoped-token"),
     path("namespaces/<str:namespace>/roles", access.NamespaceRoleListView.as_view(), name="api-namespace-roles"),
     path(
         "namespaces/<str:namespace>/roles/<int:grant_id>",

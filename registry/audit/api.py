@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from registry import roles
 from registry.api.pagination import VersionCursorPagination
+from registry.api.permissions import token_scope_check
 from registry.api.schema import NameField, TextField
 from registry.api.serializers import ListFilterSerializer, QueryDateTimeField
 from registry.audit import selectors
@@ -19,8 +20,10 @@ from registry.refs import parse_name
 
 class IsAuditorOrAdmin(BasePermission):
     message = "the audit trail is for the auditor and admin roles"
+    applies_token_scope = True  # a scoped CI token reads the trail as its user, and starts no export
 
     def has_permission(self, request, view):
+        token_scope_check(request, view)
         return bool(roles.roles_of(request.user) & {roles.AUDITOR, roles.ADMIN})
 
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from registry.models.access import ScopedToken
 from registry.roles import roles_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -60,8 +61,15 @@ def actor_for_user(user, token=None) -> Actor:
         id=str(user.pk),
         name=user.get_username(),
         role=",".join(sorted(roles_of(user))),
-        token_id=token_id(token.key) if token is not None else "",
+        token_id=_token_audit_id(token) if token is not None else "",
     )
+
+
+def _token_audit_id(token) -> str:
+    """A scoped CI token by its id and name ("arci:12:ci"), a personal token by its key's fingerprint."""
+    if isinstance(token, ScopedToken):
+        return token.audit_id
+    return token_id(token.key)
 
 
 def actor_worker(hostname: str) -> Actor:
@@ -101,7 +109,7 @@ def current_actor() -> Actor:
 
 
 def _is_token(auth) -> bool:
-    return auth is not None and isinstance(getattr(auth, "key", None), str)
+    return isinstance(auth, ScopedToken) or (auth is not None and isinstance(getattr(auth, "key", None), str))
 
 
 def request_id_from(header: str | None) -> str:

@@ -4,7 +4,8 @@ Django's signals fire inside the transaction that saves the row, so each event c
 back with its change. What is recorded: who was created, changed (the fields that changed, never
 a password hash) or deleted; role (group) membership and permissions before and after; tokens
 issued and revoked (by their fingerprint, never the key); roles granted on namespaces
-(role.grant, role.revoke).
+(role.grant, role.revoke). Scoped CI tokens are audited by their service (registry/services/access.py);
+one deleted with its user is recorded here as revoked.
 """
 
 from django.contrib.auth.models import Group, User
@@ -14,7 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from registry.audit.context import token_id
 from registry.audit.services import audit_record
-from registry.models import NamespaceRole
+from registry.models import NamespaceRole, ScopedToken
 
 USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser")
 
@@ -179,3 +180,15 @@ def _remember_deleted_grant(sender, instance, **kwargs):
 @receiver(post_delete, sender=NamespaceRole)
 def _grant_deleted(sender, instance, **kwargs):
     _grant_record("revoke", instance, instance._audit_before)
+
+
+@receiver(post_delete, sender=ScopedToken)
+def _scoped_token_deleted(sender, instance, **kwargs):
+    if instance.revoked_at is None:  # a revoked token's event was recorded when it was revoked
+        audit_record(
+            type="token.revoke",
+            object_type="token",
+            object_id=instance.audit_id,
+            before={"user_id": instance.user_id, "name": instance.name, "scopes": instance.scopes},
+            reason="deleted",
+        )

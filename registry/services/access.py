@@ -1,17 +1,25 @@
-"""Granting roles on namespaces.
+"""Granting roles on namespaces and issuing scoped CI tokens.
 
 Grants are audited by signals (registry/audit/signals.py: role.grant, role.revoke), so the API,
-the admin and a shell leave the same events.
+the admin and a shell leave the same events. Tokens are audited here (token.issue, token.revoke),
+in the transaction that writes them; the key is never recorded, only the token's id and name.
 """
+
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from registry import roles
-from registry.errors import NotFound, RegistryError
-from registry.models import NamespaceRole
-from registry.models.access import NAMESPACE_ROLES
+from registry.audit.services import audit_record
+from registry.errors import Conflict, NotFound, RegistryError
+from registry.models import NamespaceRole, ScopedToken
+from registry.models.access import NAMESPACE_ROLES, TOKEN_NAME_PATTERN, TOKEN_SCOPES, token_key_hash
 from registry.refs import NAMESPACE_PATTERN
+
+MAX_TOKEN_DAYS = 3650
 
 
 def namespace_checked(namespace: str) -> str:
@@ -83,3 +91,106 @@ def namespace_role_get(namespace: str, grant_id: int) -> NamespaceRole:
 def namespace_role_revoke(*, grant: NamespaceRole, by) -> None:
     roles.require_admin(by, grant.namespace, f"revoking roles in {grant.namespace}")
     grant.delete()  # the role.revoke event comes from the post_delete signal
+
+
+# --- Scoped tokens ---------------------------------------------------------------------------
+
+
+@dataclass
+class IssuedToken:
+    token: ScopedToken
+    key: str  # shown once, never stored
+
+
+def _scopes_checked(scopes) -> list[str]:
+    unknown = [scope for scope in scopes if scope not in TOKEN_SCOPES]
+    if unknown:
+        raise RegistryError(
+            "token_scope_invalid", f"unknown scope {str(unknown[0])[:40]!r}; one of {', '.join(TOKEN_SCOPES)}"
+        )
+    return [scope for scope in TOKEN_SCOPES if scope in scopes]  # one spelling, whatever the order given
+
+
+def _namespaces_checked(user, scopes: list[str], namespaces) -> list[str]:
+    """Each namespace must be one where the user may do something the scopes name: a token for a
+    namespace its user cannot write to is refused now, not at the pipeline's first push."""
+    namespaces = sorted({namespace_checked(namespace) for namespace in namespaces})
+    allowed = {roles.SCOPE_PUSH: roles.can_push, roles.SCOPE_PROMOTION_REQUEST: roles.can_request_promotion}
+    for namespace in namespaces:
+        if scopes and not any(allowed[scope](user, namespace) for scope in scopes):
+            raise RegistryError(
+                "permission_denied",
+                f"you may not {' or '.join(scopes)} in {namespace} (your roles there: "
+                f"{', '.join(sorted(roles.roles_in(user, namespace))) or 'none'}), so neither could this token",
+                status_code=403,
+            )
+    return namespaces
+
+
+def scoped_token_create(
+    *, user, name: str, scopes: list[str], namespaces: list[str], expires_in_days: int | None = None
+) -> IssuedToken:
+    """A new scoped token for `user` itself; the key is in the answer and nowhere else."""
+    roles.token_check(user, None, None, "creating a token")  # a token does not mint tokens
+    if not isinstance(name, str) or not TOKEN_NAME_PATTERN.fullmatch(name):
+        raise RegistryError("token_name_invalid", "a token name is 1 to 40 letters, digits, '.', '_' or '-'")
+    scopes = _scopes_checked(scopes)
+    namespaces = _namespaces_checked(user, scopes, namespaces)
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise RegistryError("token_expiry_invalid", f"expires_in_days is 1 to {MAX_TOKEN_DAYS} (or left out: never)")
+    key = ScopedToken.new_key()
+    expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+    try:
+        with transaction.atomic():
+            token = ScopedToken.objects.create(
+                user=user,
+                name=name,
+                key_hash=token_key_hash(key),
+                key_prefix=key[:9],
+                scopes=scopes,
+                namespaces=namespaces,
+                expires_at=expires_at,
+            )
+            audit_record(type="token.issue", object_type="token", object_id=token.audit_id, after=_token_state(token))
+    except IntegrityError:
+        raise Conflict(
+            "token_name_taken", f"you already have a token named {name!r}; revoke it or pick another name"
+        ) from None
+    return IssuedToken(token, key)
+
+
+def _token_state(token: ScopedToken) -> dict:
+    return {
+        "user": token.user.get_username(),
+        "name": token.name,
+        "scopes": token.scopes,
+        "namespaces": token.namespaces,
+        "expires_at": token.expires_at,
+        "key_prefix": token.key_prefix,
+    }
+
+
+def scoped_tokens_of(owner) -> list[ScopedToken]:
+    return list(ScopedToken.objects.filter(user=owner).select_related("user"))
+
+
+def scoped_token_get(token_id: int, *, by) -> ScopedToken:
+    """One of `by`'s tokens (any user's, for a global admin); someone else's is not found, not forbidden."""
+    tokens = ScopedToken.objects.select_related("user")
+    if not roles.is_admin(by):
+        tokens = tokens.filter(user=by)
+    token = tokens.filter(id=token_id).first()
+    if token is None:
+        raise NotFound("token_not_found", f"you have no token {token_id}")
+    return token
+
+
+def scoped_token_revoke(*, token: ScopedToken, by) -> ScopedToken:
+    """Stop a token from working, at once; revoking it again changes nothing."""
+    roles.token_check(by, None, None, "revoking a token")
+    with transaction.atomic():
+        revoked = ScopedToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        token.refresh_from_db()
+        if revoked:
+            audit_record(type="token.revoke", object_type="token", object_id=token.audit_id, before=_token_state(token))
+    return token

@@ -37,6 +37,7 @@ benchmark: install
 	$(BIN)/python benchmarks/signature_verify.py
 	$(BIN)/python benchmarks/audit_append.py
 	$(BIN)/python benchmarks/audit_export.py
+	$(BIN)/python benchmarks/promotions.py
 
 clean:
 	rm -rf var/tmp var/broker var/staticfiles

@@ -446,7 +446,7 @@ def promotion_request(
             requested_by_name=user.get_username(),
             reason=reason[:4000],
             policy=policy,
-            approvals_required=policy["approvals"],
+            approvals_required=policy["rollback_approvals" if kind == PromotionRequest.Kind.ROLLBACK else "approvals"],
             override_reason=override_reason,
             override_by_name=user.get_username() if override_reason else "",
         )
@@ -774,7 +774,11 @@ def _alias_or_404(adapter: Adapter, alias: str) -> AdapterAlias:
 
 def alias_rollback(*, adapter: Adapter, alias: str, user, reason: str, to_ref: str | None = None) -> DirectMove:
     """Point the alias back at the version it served before (or `to_ref`, one it served earlier), at once
-    and with no canary; when the policy wants approvals for rollbacks, a rollback request instead."""
+    and with no canary; when the policy wants approvals for rollbacks, a rollback request instead.
+
+    With a canary running and no `to_ref`, the last change was the canary: the alias goes back to its
+    primary alone, at once whatever the policy (it only takes traffic away from the newer version).
+    """
     if not _can_decide(user, adapter.namespace):
         raise _denied("rolling back needs the approver or admin role")
     reason = (reason or "").strip()
@@ -788,6 +792,8 @@ def alias_rollback(*, adapter: Adapter, alias: str, user, reason: str, to_ref: s
             raise RegistryError(
                 "rollback_target_invalid", f"{to_ref} is not a version {adapter.full_name}:{alias} has served"
             )
+    elif current.canary_version is not None:
+        target = current.version
     else:
         previous = (
             AliasMove.objects.filter(adapter=adapter, alias=alias, from_version__isnull=False)
@@ -802,7 +808,7 @@ def alias_rollback(*, adapter: Adapter, alias: str, user, reason: str, to_ref: s
     if target.id == current.version_id and current.canary_version is None:
         raise Conflict("alias_unchanged", f"{adapter.full_name}:{alias} already serves {target.ref}")
     policy = promotion_policy_for(adapter.namespace, alias)
-    if policy["rollback_approvals"] > 0:
+    if policy["rollback_approvals"] > 0 and target.id != current.version_id:
         request = promotion_request(
             version_ref=str(target.id), alias=alias, reason=reason, user=user, kind=PromotionRequest.Kind.ROLLBACK
         )

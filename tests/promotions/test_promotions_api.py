@@ -457,7 +457,10 @@ def test_a_policy_can_require_approval_for_rollbacks(alice_client, carol_client,
     evaluated(alice_client, v2, suite_ref, {"accuracy": 0.90})
     promoted(alice_client, dave_client, v2)
     carol_client.put(
-        "/api/v1/namespaces/acme/promotion-policy/production", {"approvals": 1, "rollback_approvals": 1}, format="json"
+        # Promotions need none, rollbacks one: the request counts the rollback's approvals.
+        "/api/v1/namespaces/acme/promotion-policy/production",
+        {"approvals": 0, "rollback_approvals": 1},
+        format="json",
     )
     asked = dave_client.post(
         "/api/v1/adapters/acme/bot/aliases/production/rollback", {"reason": "complaints"}, format="json"
@@ -472,3 +475,16 @@ def test_a_policy_can_require_approval_for_rollbacks(alice_client, carol_client,
     promotion_execute(body["id"])
     assert alias_now(alice_client)["version"] == v1.ref
     assert AliasMove.objects.order_by("-moved_at").first().kind == "rollback"
+
+
+def test_a_rollback_while_a_canary_runs_drops_the_canary(alice_client, dave_client, ready):
+    v1, v2, _ = ready
+    promoted(alice_client, dave_client, v1, alias="staging")
+    canary = request(alice_client, v2, alias="staging", canary_weight=20).json()
+    promotion_execute(canary["id"])
+    assert alias_now(alice_client, "staging")["canary"] == v2.ref
+    rolled = dave_client.post("/api/v1/adapters/acme/bot/aliases/staging/rollback", {"reason": "5xx"}, format="json")
+    assert rolled.status_code == 200, rolled.content
+    assert (rolled.json()["kind"], rolled.json()["from_canary"], rolled.json()["canary"]) == ("rollback", v2.ref, None)
+    served = alias_now(alice_client, "staging")
+    assert (served["version"], served["canary"], served["split"][0]["weight"]) == (v1.ref, None, 100)

@@ -56,13 +56,18 @@ def _wants_fragment(request) -> bool:
     return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
 
 
-# The services' rules (registry/services/promotions.py _can_request, _can_decide), to choose buttons.
-def can_request(user) -> bool:
-    return bool(roles.roles_of(user) & {roles.ADMIN, roles.ENGINEER, roles.APPROVER})
+# The services' rules (registry/roles.py, per namespace), to choose buttons. Without a namespace (a
+# page about no one name): whether the user may do it in some namespace.
+def can_request(user, namespace: str | None = None) -> bool:
+    if namespace is not None:
+        return roles.can_request_promotion(user, namespace)
+    return bool(roles.roles_of(user) & roles.REQUESTERS or roles.namespaces_where(user, roles.REQUESTERS))
 
 
-def can_decide(user) -> bool:
-    return bool(roles.roles_of(user) & {roles.ADMIN, roles.APPROVER})
+def can_decide(user, namespace: str | None = None) -> bool:
+    if namespace is not None:
+        return roles.can_decide_promotion(user, namespace)
+    return bool(roles.roles_of(user) & roles.DECIDERS or roles.namespaces_where(user, roles.DECIDERS))
 
 
 def _refused(request, error: RegistryError) -> RegistryError:
@@ -148,7 +153,7 @@ def version_aliases_context(version: AdapterVersion, user) -> dict:
             )
     return {
         "aliases_here": here,
-        "can_promote": can_request(user),
+        "can_promote": can_request(user, version.adapter.namespace),
         "alias_choices": _alias_names(row.name for row in rows),
     }
 
@@ -265,7 +270,7 @@ def promotion_new(request):
     context = {
         "form": form,
         "version": version,
-        "is_admin": roles.is_admin(request.user),
+        "is_admin": roles.is_admin(request.user, version.adapter.namespace),
         "alias_choices": _alias_names(
             AdapterAlias.objects.filter(adapter_id=version.adapter_id).values_list("name", flat=True)
         ),
@@ -353,10 +358,13 @@ def _request_context(request, promotion: PromotionRequest) -> dict:
         "polling": promotion.state in POLLED_STATES,
         "final": promotion.state in FINAL_STATES,
         "is_requester": promotion.requested_by_id == user.id,
-        "can_decide": pending and can_decide(user) and promotion.requested_by_id != user.id and not decided,
+        "can_decide": pending
+        and can_decide(user, promotion.adapter.namespace)
+        and promotion.requested_by_id != user.id
+        and not decided,
         "can_cancel": promotion.state in (State.PENDING, State.APPROVED)
-        and (promotion.requested_by_id == user.id or roles.is_admin(user)),
-        "is_admin": roles.is_admin(user),
+        and (promotion.requested_by_id == user.id or roles.is_admin(user, promotion.adapter.namespace)),
+        "is_admin": roles.is_admin(user, promotion.adapter.namespace),
         "compare_url": compare_url(promotion.version, promotion.alias),
     }
 
@@ -471,13 +479,10 @@ def _waiting_for(user) -> list:
     """Pending requests this approver may decide: not their own, not already decided by them."""
     if not can_decide(user):
         return []
-    rows = (
-        _requests()
-        .filter(state=State.PENDING)
-        .exclude(requested_by=user)
-        .exclude(approvals__user=user)
-        .order_by("-created_at", "-id")
-    )
+    rows = _requests().filter(state=State.PENDING)
+    if not roles.roles_of(user) & roles.DECIDERS:  # an approver by namespace grants only
+        rows = rows.filter(adapter__namespace__in=roles.namespaces_where(user, roles.DECIDERS))
+    rows = rows.exclude(requested_by=user).exclude(approvals__user=user).order_by("-created_at", "-id")
     return list(rows[:WAITING_SHOWN])
 
 
@@ -603,8 +608,8 @@ def alias_timeline(request, namespace: str, name: str):
         "aliases": aliases,
         "only": only,
         "paged": older is not None,
-        "can_decide": can_decide(user),
-        "can_request": can_request(user),
+        "can_decide": can_decide(user, adapter.namespace),
+        "can_request": can_request(user, adapter.namespace),
         "versions": list(adapter.versions.order_by("-number").only("id", "number", "status")[:VERSIONS_OFFERED]),
         "latest": adapter.versions.order_by("-number").only("number").first(),
         "open_requests": list(
@@ -671,7 +676,7 @@ def alias_action(request, namespace: str, name: str, alias: str, action: str):
     if action not in ALIAS_ACTIONS:
         raise Http404("no such action")
     adapter = _adapter_or_404(namespace, name)
-    if not can_decide(request.user):
+    if not can_decide(request.user, adapter.namespace):
         raise PermissionDenied("rolling back and changing canaries need the approver or admin role")
     post = request.POST
     reason = post.get("reason", "").strip()
@@ -852,6 +857,6 @@ def alias_compare(request, namespace: str, name: str):
             ("Candidate", candidate.number, signing_context(candidate)["signatures"]),
             ("Served", served.number if served else None, signing_context(served)["signatures"] if served else []),
         ],
-        can_promote=can_request(request.user),
+        can_promote=can_request(request.user, candidate.adapter.namespace),
     )
     return render(request, "ui/compare.html", context)

@@ -91,6 +91,28 @@ def test_pages_and_actions_follow_the_roles(client, alice, bob, carol, dave, rea
     assert 'href="/promotions/"' in text(listed)
 
 
+def test_an_approver_by_namespace_grant_sees_its_own_namespace_only(client, alice, ready):
+    from django.contrib.auth.models import User
+
+    from registry import roles
+    from registry.models import NamespaceRole
+
+    nina = User.objects.create_user("nina", password="nina-password")
+    NamespaceRole.objects.create(namespace="acme", role=roles.APPROVER, user=nina)
+    pending = promotion_request(version_ref=str(ready[0].id), alias="production", reason="r", user=alice)
+    signed_in(client, nina)
+    assert "Waiting for your approval" in text(client.get("/promotions/"))
+    assert [row.id for row in ui.promotions._waiting_for(nina)] == [pending.id]
+    assert "Approve</button>" in text(client.get(f"/promotions/{pending.id}/"))
+
+    NamespaceRole.objects.filter(user=nina).update(namespace="globex")  # an approver elsewhere only
+    roles.invalidate()
+    nina = User.objects.get(id=nina.id)
+    signed_in(client, nina)
+    assert ui.promotions._waiting_for(nina) == []
+    assert "Approve</button>" not in text(client.get(f"/promotions/{pending.id}/"))
+
+
 # --- Promote: preview, request, decide --------------------------------------------------------------
 
 

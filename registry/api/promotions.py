@@ -436,24 +436,35 @@ INVENTORY_COLUMNS = ["adapter", "alias", "version", "digest_ref", "canary", "can
 
 
 def inventory_rows(alias: str, at: datetime):
-    """One row per adapter name whose `alias` was set at `at`: DISTINCT ON over the (adapter, alias,
-    moved_at) index, newest move at or before `at` first."""
+    """One row per adapter name whose `alias` was set at `at`: DISTINCT ON (adapter) over the moves,
+    newest move at or before `at` first. Read as plain values, not model objects: at 10,000 names
+    building the objects cost four times the query."""
     moves = (
         AliasMove.objects.filter(alias=alias, moved_at__lte=at)
         .order_by("adapter_id", "-moved_at", "-id")
         .distinct("adapter_id")
-        .select_related("adapter", "to_version__adapter", "canary_version__adapter")
+        .values_list(
+            "adapter__namespace",
+            "adapter__name",
+            "to_version__number",
+            "to_version__digest",
+            "canary_version__number",
+            "canary_weight",
+            "moved_at",
+            "actor_name",
+        )  # fmt: skip
     )
-    for move in moves.iterator(chunk_size=2000):
+    for namespace, name, number, digest, canary, weight, moved_at, moved_by in moves.iterator(chunk_size=2000):
+        full_name = f"{namespace}/{name}"  # the canary is a version of the same name
         yield {
-            "adapter": move.adapter.full_name,
+            "adapter": full_name,
             "alias": alias,
-            "version": move.to_version.ref,
-            "digest_ref": move.to_version.digest_ref,
-            "canary": _ref(move.canary_version),
-            "canary_weight": move.canary_weight,
-            "moved_at": move.moved_at.isoformat(),
-            "moved_by": move.actor_name,
+            "version": f"{full_name}:v{number}",
+            "digest_ref": f"{full_name}@sha256:{digest}",
+            "canary": f"{full_name}:v{canary}" if canary is not None else None,
+            "canary_weight": weight,
+            "moved_at": moved_at.isoformat(),
+            "moved_by": moved_by,
         }
 
 

@@ -158,21 +158,26 @@ def token_check(user, scope: str | None, namespace: str | None, action: str = "t
 # --- What a user (through this request's credentials) may do ---------------------------------
 
 
-def can_push(user, namespace: str | None = None) -> bool:
-    """Push into `namespace` (bases, adapters, suites; attach suites and signatures; ask for evaluations).
-    Without a namespace: whether the user may push into at least one."""
+def _holds(user, namespace: str | None, wanted: frozenset) -> bool:
+    """One of `wanted` in `namespace`; without one, globally or in at least one namespace (a first
+    check, made before the namespace is known, that refuses those who could do it nowhere)."""
     if namespace is None:
-        return _token_allows(user, SCOPE_PUSH, None) and bool(namespaces_where(user, PUSHERS) or _global(user, PUSHERS))
-    return _token_allows(user, SCOPE_PUSH, namespace) and bool(roles_in(user, namespace) & PUSHERS)
+        return bool(_global(user, wanted) or namespaces_where(user, wanted))
+    return bool(roles_in(user, namespace) & wanted)
 
 
-def can_request_promotion(user, namespace: str) -> bool:
-    return _token_allows(user, SCOPE_PROMOTION_REQUEST, namespace) and bool(roles_in(user, namespace) & REQUESTERS)
+def can_push(user, namespace: str | None = None) -> bool:
+    """Push into `namespace` (bases, adapters, suites; attach suites and signatures; ask for evaluations)."""
+    return _token_allows(user, SCOPE_PUSH, namespace) and _holds(user, namespace, PUSHERS)
 
 
-def can_decide_promotion(user, namespace: str) -> bool:
+def can_request_promotion(user, namespace: str | None = None) -> bool:
+    return _token_allows(user, SCOPE_PROMOTION_REQUEST, namespace) and _holds(user, namespace, REQUESTERS)
+
+
+def can_decide_promotion(user, namespace: str | None = None) -> bool:
     """Approve, reject, roll back, move canaries: never with a scoped token."""
-    return scoped_token(user) is None and bool(roles_in(user, namespace) & DECIDERS)
+    return scoped_token(user) is None and _holds(user, namespace, DECIDERS)
 
 
 def is_admin(user, namespace: str | None = None) -> bool:

@@ -324,12 +324,13 @@ def gates_evaluate(
 # --- Requests --------------------------------------------------------------------------------
 
 
-def _can_request(user, namespace: str) -> bool:
+def _can_request(user, namespace: str | None = None) -> bool:
+    """In `namespace`; without one, in some namespace (checked first, before anything is looked up)."""
     roles.token_check(user, roles.SCOPE_PROMOTION_REQUEST, namespace, "requesting a promotion")
     return roles.can_request_promotion(user, namespace)
 
 
-def _can_decide(user, namespace: str) -> bool:
+def _can_decide(user, namespace: str | None = None) -> bool:
     roles.token_check(user, None, namespace, "deciding on a promotion")  # no scoped token decides
     return roles.can_decide_promotion(user, namespace)
 
@@ -415,6 +416,8 @@ def promotion_request(
     Gates are evaluated now and stored; with no approvals required and passing gates (or an admin's
     override) the request is approved at once and its execution queued.
     """
+    if not _can_request(user):
+        raise _denied("requesting a promotion needs the engineer, approver or admin role")
     alias_name_check(alias)
     reason = (reason or "").strip()
     if not reason:
@@ -422,7 +425,7 @@ def promotion_request(
     version = adapter_version_get(version_ref)
     adapter = version.adapter
     if not _can_request(user, adapter.namespace):
-        raise _denied("requesting a promotion needs the engineer, approver or admin role")
+        raise _denied(f"requesting a promotion needs the engineer, approver or admin role in {adapter.namespace}")
     override_reason = _override_checked(override_reason, user, adapter.namespace)
     policy = promotion_policy_for(adapter.namespace, alias)
     # Gates re-hash the version's files: evaluated before taking the chain's lock, against what the
@@ -528,9 +531,11 @@ def _pending(request: PromotionRequest, action: str) -> None:
 def promotion_approve(*, request_id, user, comment: str = "", override_reason: str = "") -> PromotionRequest:
     """An approver's approval. Never the requester's own (four eyes, admins included); the gates are
     evaluated again and must pass (or an admin overrides with a reason); enough approvals queue it."""
+    if not _can_decide(user):
+        raise _denied("approving needs the approver or admin role")
     request = _request_get(request_id)
     if not _can_decide(user, request.adapter.namespace):
-        raise _denied("approving needs the approver or admin role")
+        raise _denied(f"approving needs the approver or admin role in {request.adapter.namespace}")
     override_reason = _override_checked(override_reason, user, request.adapter.namespace)
     _approvable(request, user)
     current = _serving(request.adapter, request.alias)
@@ -606,13 +611,15 @@ class GatesFailed(RegistryError):
 
 @transaction.atomic
 def promotion_reject(*, request_id, user, reason: str) -> PromotionRequest:
+    if not _can_decide(user):
+        raise _denied("rejecting needs the approver or admin role")
     reason = (reason or "").strip()
     if not reason:
         raise RegistryError("reason_required", "say why: a rejection needs a reason")
     audit_chain_lock()
     request = _request_locked(request_id)
     if not _can_decide(user, request.adapter.namespace):
-        raise _denied("rejecting needs the approver or admin role")
+        raise _denied(f"rejecting needs the approver or admin role in {request.adapter.namespace}")
     _pending(request, "rejected")
     if request.requested_by_id == user.id:
         raise _denied("you requested this promotion: cancel it instead of rejecting it")

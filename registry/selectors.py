@@ -336,3 +336,39 @@ def job_get(job_id) -> Job:
 
 def suite_list() -> QuerySet[EvaluationSuite]:
     return EvaluationSuite.objects.order_by("namespace", "name", "-number")
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """What an alias served from one move on: the primary and the canary (refs) and the canary's share."""
+
+    move_id: int
+    moved_at: object
+    number: int
+    digest: str
+    canary_number: int | None
+    canary_digest: str | None
+    canary_weight: int
+
+
+# Serving fleets poll this, so it is one statement and no ORM: compiling the two ORM queries (the
+# adapter, then the move with its versions) cost more than running them (BENCHMARKS.md, promotions).
+_ALIAS_AT_SQL = """
+    SELECT m.id, m.moved_at, v.number, v.digest, c.number, c.digest, m.canary_weight
+    FROM registry_aliasmove m
+    JOIN registry_adapter a ON a.id = m.adapter_id
+    JOIN registry_adapterversion v ON v.id = m.to_version_id
+    LEFT JOIN registry_adapterversion c ON c.id = m.canary_version_id
+    WHERE a.namespace = %s AND a.name = %s AND m.alias = %s AND m.moved_at <= %s
+    ORDER BY m.moved_at DESC, m.id DESC
+    LIMIT 1
+"""
+
+
+def alias_state_at(namespace: str, name: str, alias: str, at) -> AliasState | None:
+    """What `namespace/name:alias` served at `at` (None: not set then, or no such adapter): the newest
+    move at or before `at`, one descent of the (adapter, alias, moved_at) index."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ALIAS_AT_SQL, [namespace, name, alias, at])
+        row = cursor.fetchone()
+    return AliasState(*row) if row is not None else None

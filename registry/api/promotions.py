@@ -5,6 +5,7 @@ namespace promotion policies. Role checks live in registry/services/promotions.p
 import csv
 import io
 from datetime import datetime
+from types import SimpleNamespace
 
 from django.http import HttpResponse
 from django.utils import timezone
@@ -21,6 +22,7 @@ from registry.api.serializers import EmptyIsInvalidMixin, ListFilterSerializer, 
 from registry.errors import NotFound, RegistryError
 from registry.models import Adapter, AdapterAlias, AliasMove, PromotionRequest
 from registry.refs import NAMESPACE_PATTERN, parse_name
+from registry.selectors import alias_state_at
 from registry.services import promotions
 
 # --- Serializers -------------------------------------------------------------------------------
@@ -268,17 +270,29 @@ class AliasDetailView(APIView):
 
     @extend_schema(parameters=[AliasAtSerializer], responses={200: AliasSerializer, **error_responses(400, 404)})
     def get(self, request, name, alias):
-        adapter, alias = _adapter_get(name), _alias(alias)
+        namespace, short = parse_name(name)
+        alias = _alias(alias)
         at = _valid(AliasAtSerializer, request.query_params).get("at")
-        move = promotions.alias_at(adapter, alias, at or timezone.now())
-        if move is None and at is None:
-            raise NotFound("alias_not_found", f"{adapter.full_name} has no alias {alias!r}")
-        if move is None:
-            data = alias_data(adapter, alias, version=None, canary=None, weight=0, at=at, move=None)
-        else:
-            data = alias_data(adapter, alias, version=move.to_version, canary=move.canary_version,
-                              weight=move.canary_weight, at=at, move=move)  # fmt: skip
-        return Response(data)
+        state = alias_state_at(namespace, short, alias, at or timezone.now())
+        if state is None:
+            adapter = _adapter_get(name)  # 404 adapter_not_found when there is no such name
+            if at is None:
+                raise NotFound("alias_not_found", f"{adapter.full_name} has no alias {alias!r}")
+            return Response(alias_data(adapter, alias, version=None, canary=None, weight=0, at=at, move=None))
+        return Response(_alias_state_data(f"{namespace}/{short}", alias, state, at))
+
+
+def _alias_state_data(full_name: str, alias: str, state, at) -> dict:
+    """alias_data's answer from an AliasState: refs built from the name the request gave."""
+    version = SimpleNamespace(ref=f"{full_name}:v{state.number}", digest_ref=f"{full_name}@sha256:{state.digest}")
+    canary = None
+    if state.canary_number is not None:
+        canary = SimpleNamespace(
+            ref=f"{full_name}:v{state.canary_number}", digest_ref=f"{full_name}@sha256:{state.canary_digest}"
+        )
+    move = SimpleNamespace(id=state.move_id, moved_at=state.moved_at)
+    adapter = SimpleNamespace(full_name=full_name)
+    return alias_data(adapter, alias, version=version, canary=canary, weight=state.canary_weight, at=at, move=move)
 
 
 class MovePagination(VersionCursorPagination):

@@ -221,6 +221,10 @@ def test_what_an_alias_served_at_a_time_is_exact_at_move_boundaries(alice_client
     assert at(first.moved_at) == v1.ref
     assert at(second.moved_at - tick) == v1.ref
     assert at(second.moved_at) == v2.ref
+    nobody = alice_client.get("/api/v1/adapters/acme/nobody/aliases/production", {"at": "2026-01-01T00:00:00Z"})
+    assert nobody.status_code == 404 and nobody.json()["error"]["code"] == "adapter_not_found"
+    unset = alice_client.get("/api/v1/adapters/acme/bot/aliases/canary")
+    assert unset.status_code == 404 and unset.json()["error"]["code"] == "alias_not_found"
     bad = alice_client.get("/api/v1/adapters/acme/bot/aliases/production", {"at": "yesterday"})
     assert bad.status_code == 400 and "at" in bad.json()["error"]["detail"]
 

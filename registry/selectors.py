@@ -355,13 +355,18 @@ class AliasState:
 # adapter, then the move with its versions) cost more than running them (BENCHMARKS.md, promotions).
 _ALIAS_AT_SQL = """
     SELECT m.id, m.moved_at, v.number, v.digest, c.number, c.digest, m.canary_weight
-    FROM registry_aliasmove m
-    JOIN registry_adapter a ON a.id = m.adapter_id
+    FROM (
+        SELECT id, moved_at, to_version_id, canary_version_id, canary_weight
+        FROM registry_aliasmove
+        -- The adapter as a scalar subquery, not a join: then the newest move is the first entry of
+        -- the (adapter, alias, moved_at DESC, id DESC) index, however many moves the alias has.
+        WHERE adapter_id = (SELECT id FROM registry_adapter WHERE namespace = %s AND name = %s)
+          AND alias = %s AND moved_at <= %s
+        ORDER BY moved_at DESC, id DESC
+        LIMIT 1
+    ) m
     JOIN registry_adapterversion v ON v.id = m.to_version_id
     LEFT JOIN registry_adapterversion c ON c.id = m.canary_version_id
-    WHERE a.namespace = %s AND a.name = %s AND m.alias = %s AND m.moved_at <= %s
-    ORDER BY m.moved_at DESC, m.id DESC
-    LIMIT 1
 """
 
 

@@ -231,20 +231,29 @@ def service_lookups(data: dict, lookups: int) -> dict:
 
 
 def explain(data: dict) -> dict:
-    """EXPLAIN ANALYZE of the as-of query (registry.services.promotions.alias_at) and of the inventory's."""
+    """EXPLAIN ANALYZE of the API's as-of statement (registry.selectors.alias_state_at), of the ORM
+    query registry.services.promotions.alias_at makes, and of the inventory's."""
+    from django.db import connection
+
     from registry.api.promotions import inventory_rows  # noqa: F401  (the query below is its queryset)
     from registry.models import AliasMove
+    from registry.selectors import _ALIAS_AT_SQL
 
     at = data["first"] + SPAN / 2
     plans = {}
     for label, adapter in (("as of, a spread alias", data["adapters"][0]), ("as of, the hot alias", data["hot"])):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) " + _ALIAS_AT_SQL, [adapter.namespace, adapter.name, "production", at]
+            )
+            plans[f"{label}: the API's statement"] = "\n".join(row[0] for row in cursor.fetchall())
         alias = "production"
         query = (
             AliasMove.objects.filter(adapter=adapter, alias=alias, moved_at__lte=at)
             .select_related("to_version__adapter", "canary_version__adapter")
             .order_by("-moved_at", "-id")[:1]
         )
-        plans[label] = query.explain(analyze=True)
+        plans[f"{label}: alias_at's ORM query"] = query.explain(analyze=True)
     inventory = (
         AliasMove.objects.filter(alias="production", moved_at__lte=at)
         .order_by("adapter_id", "-moved_at", "-id")

@@ -624,28 +624,12 @@ CANARY_ACTIONS = {"ramp": "Ramp the canary", "promote": "Promote the canary to 1
 
 
 def _rollback_target(adapter: Adapter, alias: str, current: AdapterAlias, to_text: str) -> AdapterVersion:
-    """The version a rollback would serve: the one picked, or what the alias served before its
-    current version (the service's own rule, so the confirmation names the version it will move to;
-    the confirmed form then sends that version explicitly)."""
-    if to_text:
-        target = adapter_version_get(
-            to_text if "/" in to_text or len(to_text) == 36 else f"{adapter.full_name}:{to_text}"
-        )
-        if target.adapter_id != adapter.id:
-            raise RegistryError("rollback_target_invalid", f"{target.ref} is not a version of {adapter.full_name}")
-        return target
-    previous = (
-        AliasMove.objects.filter(adapter=adapter, alias=alias, from_version__isnull=False)
-        .exclude(from_version=current.version)
-        .select_related("from_version__adapter")
-        .order_by("-moved_at", "-id")
-    )
-    last_change = next((move for move in previous if move.to_version_id == current.version_id), None)
-    if last_change is None:
-        raise RegistryError(
-            "nothing_to_roll_back", f"{adapter.full_name}:{alias} has served no earlier version", status_code=409
-        )
-    return last_change.from_version
+    """The version a rollback would serve: the service's own rule (rollback_target), so the
+    confirmation names the version it will move to; the confirmed form then sends it explicitly.
+    A bare `vN` or number picked on the page names a version of this adapter."""
+    if to_text and "/" not in to_text and len(to_text) != 36:
+        to_text = f"{adapter.full_name}:{to_text}"
+    return promotions.rollback_target(adapter, alias, current, to_text or None)
 
 
 def _canary_checked(adapter: Adapter, alias: str, split: Split, action: str, weight: int | None) -> None:

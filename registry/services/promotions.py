@@ -792,26 +792,7 @@ def alias_rollback(*, adapter: Adapter, alias: str, user, reason: str, to_ref: s
     if not reason:
         raise RegistryError("reason_required", "say why: a rollback needs a reason")
     current = _alias_or_404(adapter, alias)
-    served = AliasMove.objects.filter(adapter=adapter, alias=alias).values_list("to_version_id", flat=True)
-    if to_ref:
-        target = adapter_version_get(to_ref)
-        if target.adapter_id != adapter.id or target.id not in set(served):
-            raise RegistryError(
-                "rollback_target_invalid", f"{to_ref} is not a version {adapter.full_name}:{alias} has served"
-            )
-    elif current.canary_version is not None:
-        target = current.version
-    else:
-        previous = (
-            AliasMove.objects.filter(adapter=adapter, alias=alias, from_version__isnull=False)
-            .exclude(from_version=current.version)
-            .select_related("from_version__adapter")
-            .order_by("-moved_at", "-id")
-        )
-        last_change = next((m for m in previous if m.to_version_id == current.version_id), None)
-        if last_change is None:
-            raise Conflict("nothing_to_roll_back", f"{adapter.full_name}:{alias} has served no earlier version")
-        target = last_change.from_version
+    target = rollback_target(adapter, alias, current, to_ref)
     if target.id == current.version_id and current.canary_version is None:
         raise Conflict("alias_unchanged", f"{adapter.full_name}:{alias} already serves {target.ref}")
     policy = promotion_policy_for(adapter.namespace, alias)
@@ -825,6 +806,32 @@ def alias_rollback(*, adapter: Adapter, alias: str, user, reason: str, to_ref: s
         expected=current.version,
     )  # fmt: skip
     return DirectMove(move)
+
+
+def rollback_target(adapter: Adapter, alias: str, current: AdapterAlias, to_ref: str | None = None) -> AdapterVersion:
+    """The version a rollback of `alias` goes to: `to_ref` (a version the alias has served), else its
+    primary alone when a canary runs (the last change was the canary), else what it served before
+    its current version. The UI's confirmation names the same version."""
+    if to_ref:
+        target = adapter_version_get(to_ref)
+        served = AliasMove.objects.filter(adapter=adapter, alias=alias).values_list("to_version_id", flat=True)
+        if target.adapter_id != adapter.id or target.id not in set(served):
+            raise RegistryError(
+                "rollback_target_invalid", f"{to_ref} is not a version {adapter.full_name}:{alias} has served"
+            )
+        return target
+    if current.canary_version is not None:
+        return current.version
+    previous = (
+        AliasMove.objects.filter(adapter=adapter, alias=alias, from_version__isnull=False)
+        .exclude(from_version=current.version)
+        .select_related("from_version__adapter")
+        .order_by("-moved_at", "-id")
+    )
+    last_change = next((move for move in previous if move.to_version_id == current.version_id), None)
+    if last_change is None:
+        raise Conflict("nothing_to_roll_back", f"{adapter.full_name}:{alias} has served no earlier version")
+    return last_change.from_version
 
 
 def alias_canary(
@@ -864,9 +871,18 @@ def alias_at(adapter: Adapter, alias: str, at) -> AliasMove | None:
         AliasMove.objects.filter(adapter=adapter, alias=alias, moved_at__lte=at)
         .select_related("to_version", "canary_version")
         .only(
-            "id", "moved_at", "canary_weight", "adapter", "to_version", "canary_version",
-            "to_version__number", "to_version__digest", "to_version__adapter",
-            "canary_version__number", "canary_version__digest", "canary_version__adapter",
+            "id",
+            "moved_at",
+            "canary_weight",
+            "adapter",
+            "to_version",
+            "canary_version",
+            "to_version__number",
+            "to_version__digest",
+            "to_version__adapter",
+            "canary_version__number",
+            "canary_version__digest",
+            "canary_version__adapter",
         )  # fmt: skip
         .order_by("-moved_at", "-id")
         .first()

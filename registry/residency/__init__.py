@@ -1,0 +1,12 @@
+"""Serving residency: which adapters stay warm on which serving worker (issue 12).
+
+This package is plain Python and NumPy and must never import Django: the simulator and the trace
+generators run without a database or settings, and the planner (not built yet) must run in a
+worker or a benchmark with nothing but its inputs. A test checks that importing it leaves Django
+unloaded.
+
+- traces: synthetic request traces (Zipf, S-LoRA's power law, drifting popularity, bursty Gamma
+  arrivals, a rank mix of sizes), written as CSV `ts,adapter,base,bytes`.
+- simulate: replays a trace against W workers with GPU and host tiers under an eviction policy
+  (engine-cache baselines `lru`, `lfu`, and the clairvoyant reference `belady`).
+"""

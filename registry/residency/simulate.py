@@ -32,6 +32,7 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 POLICIES = ("lru", "lfu", "belady", "planner")
 TRACE_COLUMNS = ["ts", "adapter", "base", "bytes"]
@@ -317,20 +318,48 @@ def build_workers(count: int, capacity: Capacity, make_policy) -> list:
     ]
 
 
-def simulate(trace: Trace, policy: str, workers: int, capacity: Capacity, check_invariants=False) -> dict:
+class Replanner(Protocol):
+    """Where the planner plugs in (not built yet): `--policy planner` will pass one to `simulate`.
+
+    Between plans the engines' own cache handles misses with `eviction` (the issue says LRU);
+    `replan` runs before the first request and then whenever `plan_interval` seconds of trace time
+    have passed, sees only the requests before `index` (the past), and may move entries between
+    the workers' tiers (`Tier.insert` / `Tier.remove`). Its wall time is reported as `plan_seconds`.
+    Loads it makes are not counted in `loads` yet: charging prefetches is the planner's design."""
+
+    eviction: str
+
+    def replan(self, now: float, index: int, trace: Trace, pool: list) -> None: ...
+
+
+def simulate(
+    trace: Trace,
+    policy: str,
+    workers: int,
+    capacity: Capacity,
+    check_invariants=False,
+    replanner: Replanner | None = None,
+    plan_interval: float = 60.0,
+) -> dict:
     """Replay `trace`; with check_invariants every tier's capacity is asserted after each request."""
-    make_policy = policy_factory(policy, trace)
+    make_policy = policy_factory(replanner.eviction if replanner else policy, trace)
     pool = build_workers(workers, capacity, make_policy)
     counts = Counts()
+    plan_seconds, next_plan = 0.0, -math.inf
     for index, (key, size) in enumerate(zip(trace.adapter, trace.bytes, strict=True)):
+        if replanner is not None and trace.ts[index] >= next_plan:
+            started = time.perf_counter()
+            replanner.replan(trace.ts[index], index, trace, pool)
+            plan_seconds += time.perf_counter() - started
+            next_plan = trace.ts[index] + plan_interval
         route(pool, key).serve(key, size, index, counts)
         if check_invariants:
             for worker in pool:
                 worker.check()
-    return summary(policy, len(trace.adapter), counts, pool)
+    return summary(policy, len(trace.adapter), counts, pool, plan_seconds)
 
 
-def summary(policy: str, requests: int, counts: Counts, pool: list) -> dict:
+def summary(policy: str, requests: int, counts: Counts, pool: list, plan_seconds: float = 0.0) -> dict:
     share = max(worker.requests for worker in pool) / requests if requests else 0.0
     rate = (lambda n: n / requests) if requests else (lambda n: 0.0)
     return {
@@ -347,7 +376,7 @@ def summary(policy: str, requests: int, counts: Counts, pool: list) -> dict:
         "bytes_loaded": counts.bytes_loaded,
         "host_loads": counts.host_loads,
         "host_bytes_loaded": counts.host_bytes_loaded,
-        "plan_seconds": 0.0,
+        "plan_seconds": plan_seconds,
         "max_worker_share": share,
         "max_worker_share_vs_fair": share * len(pool),
     }
@@ -374,6 +403,16 @@ def positive_int(text):
     return value
 
 
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m registry.residency.simulate", description=__doc__.split("\n")[0])
     parser.add_argument("--trace", required=True, help="CSV with columns ts,adapter,base,bytes (- reads stdin)")
@@ -385,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     host = parser.add_mutually_exclusive_group()
     host.add_argument("--host-slots", type=positive_int, help="adapters each worker's host memory holds")
     host.add_argument("--host-bytes", type=positive_int, help="bytes of adapters each worker's host memory holds")
-    parser.add_argument("--plan-interval", type=float, default=60.0, help="seconds between re-plans (planner only)")
+    parser.add_argument(
+        "--plan-interval", type=positive_float, default=60.0, help="seconds between re-plans (planner only)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

@@ -141,3 +141,28 @@ def test_routing_prefers_the_worker_holding_the_adapter():
     result = simulate(trace_of("abab"), "lru", 2, Capacity(gpu_slots=1), check_invariants=True)
     assert result["gpu_hits"] == 2
     assert result["max_worker_share"] == 0.5
+
+
+class PinOneAdapter:
+    """A stand-in planner for the hook's contract (the real one is not built): at each plan it puts
+    one pinned adapter back into worker 0's GPU, using nothing but the past."""
+
+    eviction = "lru"
+
+    def __init__(self, pinned):
+        self.pinned = pinned
+        self.calls = []
+
+    def replan(self, now, index, trace, pool):
+        self.calls.append((now, index))
+        if self.pinned not in pool[0].gpu.entries:
+            pool[0].gpu.insert(self.pinned, 1, index)
+
+
+def test_replanner_hook_runs_every_plan_interval_and_its_time_is_reported():
+    planner = PinOneAdapter("x")
+    # ts 0..7, 1 GPU slot; plans at ts 0, 2, 4, 6 put x back, so every x hits and a, b, c, d miss.
+    result = simulate(trace_of("xaxbxcxd"), "toy", 1, Capacity(gpu_slots=1), True, planner, plan_interval=2.0)
+    assert planner.calls == [(0.0, 0), (2.0, 2), (4.0, 4), (6.0, 6)]
+    assert result["gpu_hits"] == 4 and result["misses"] == 4
+    assert result["policy"] == "toy" and result["plan_seconds"] > 0

@@ -6,7 +6,7 @@ the time from an approval to the alias serving the version on the embedded defau
     10,000 moves of its own. Through HTTP to gunicorn (1 process, 1 thread, as list_latency.py):
     GET /api/v1/adapters/<name>/aliases/<alias>?at=T at random names, aliases and times, and at random
     times on the hot alias. Target (issue 11): p95 under 10 ms. Interleaved with them, the floor of any
-    authenticated API read (GET /api/v1/bases/); alias_at itself in this process, without HTTP. Also
+    authenticated API read (GET /api/v1/bases/); the lookup (selectors.alias_state_at) in this process. Also
     GET /api/v1/inventory?alias=production&at=T (JSON and CSV) over the 10,000 names, and EXPLAIN
     ANALYZE of both queries.
 (b) The embedded default as `make run` runs it: the embedded PostgreSQL, gunicorn, and one Celery
@@ -216,8 +216,8 @@ def as_of_scenarios(client: httpx.Client, data: dict, lookups: int) -> dict:
 
 
 def service_lookups(data: dict, lookups: int) -> dict:
-    """registry.services.promotions.alias_at called in this process: the lookup without HTTP."""
-    from registry.services.promotions import alias_at
+    """registry.selectors.alias_state_at (what the API runs) called in this process: the lookup without HTTP."""
+    from registry.selectors import alias_state_at
 
     rng = random.Random(7)
     samples = []
@@ -225,14 +225,13 @@ def service_lookups(data: dict, lookups: int) -> dict:
         adapter, alias = rng.choice(data["adapters"]), rng.choice(ALIASES)
         at = datetime.fromisoformat(_random_time(rng, data["first"]))
         started = time.perf_counter()
-        alias_at(adapter, alias, at)
+        alias_state_at(adapter.namespace, adapter.name, alias, at)
         samples.append((time.perf_counter() - started) * 1000)
     return percentiles(samples)
 
 
 def explain(data: dict) -> dict:
-    """EXPLAIN ANALYZE of the API's as-of statement (registry.selectors.alias_state_at), of the ORM
-    query registry.services.promotions.alias_at makes, and of the inventory's."""
+    """EXPLAIN ANALYZE of the API's as-of statement (registry.selectors.alias_state_at) and of the inventory's."""
     from django.db import connection
 
     from registry.api.promotions import inventory_rows  # noqa: F401  (the query below is its queryset)
@@ -247,13 +246,6 @@ def explain(data: dict) -> dict:
                 "EXPLAIN (ANALYZE, BUFFERS) " + _ALIAS_AT_SQL, [adapter.namespace, adapter.name, "production", at]
             )
             plans[f"{label}: the API's statement"] = "\n".join(row[0] for row in cursor.fetchall())
-        alias = "production"
-        query = (
-            AliasMove.objects.filter(adapter=adapter, alias=alias, moved_at__lte=at)
-            .select_related("to_version__adapter", "canary_version__adapter")
-            .order_by("-moved_at", "-id")[:1]
-        )
-        plans[f"{label}: alias_at's ORM query"] = query.explain(analyze=True)
     inventory = (
         AliasMove.objects.filter(alias="production", moved_at__lte=at)
         .order_by("adapter_id", "-moved_at", "-id")

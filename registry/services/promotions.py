@@ -857,38 +857,3 @@ def alias_canary(
     else:
         raise RegistryError("canary_action_invalid", f"unknown canary action {action!r}: ramp, promote or abort")
     return alias_move(adapter, alias, target, kind=kind, reason=reason, user=user, expected=current.version)
-
-
-# --- Reads -----------------------------------------------------------------------------------
-
-
-def alias_at(adapter: Adapter, alias: str, at) -> AliasMove | None:
-    """The move that set what `alias` served at time `at` (None: not set then); one index lookup.
-
-    Only the columns the answer needs: both versions are of `adapter`, so its name is not read again
-    (compiling and reading the full rows of two versions and their adapters was most of the time)."""
-    move = (
-        AliasMove.objects.filter(adapter=adapter, alias=alias, moved_at__lte=at)
-        .select_related("to_version", "canary_version")
-        .only(
-            "id",
-            "moved_at",
-            "canary_weight",
-            "adapter",
-            "to_version",
-            "canary_version",
-            "to_version__number",
-            "to_version__digest",
-            "to_version__adapter",
-            "canary_version__number",
-            "canary_version__digest",
-            "canary_version__adapter",
-        )  # fmt: skip
-        .order_by("-moved_at", "-id")
-        .first()
-    )
-    if move is not None:
-        for version in (move.to_version, move.canary_version):
-            if version is not None:
-                version.adapter = adapter
-    return move

@@ -866,6 +866,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_audit.add_parser(commands, CliError)
     cli_promotions.add_parser(commands, CliError)
+    from registry import cli_residency  # adapterctl residency apply (a serving worker's plan, into its engine)
+
+    cli_residency.add_parser(commands, CliError)
     _accept_json_anywhere(parser)
     return parser
 

@@ -10,7 +10,7 @@ SHA-256 only and never shows it again. Registered by registry/cli.py's build_par
 import json
 import sys
 
-SCOPES = ("push", "promotion.request")
+SCOPES = ("push", "promotion.request", "telemetry")
 
 
 def add_parsers(token_commands, cli_error: type[Exception]) -> None:
@@ -30,7 +30,7 @@ def add_parsers(token_commands, cli_error: type[Exception]) -> None:
         action="append",
         choices=SCOPES,
         default=[],
-        help="a write it may do (repeat for both); none: a read-only token",
+        help="a write it may do (repeat for several; telemetry needs the global admin role); none: a read-only token",
     )
     create.add_argument(
         "--namespace",
@@ -76,7 +76,9 @@ def cmd_token_list(args, registry) -> None:
     if not tokens:
         print("no scoped tokens; create one with adapterctl token create", file=sys.stderr)
         return
-    print(f"{'ID':>5} {'NAME':<20} {'STATE':<8} {'SCOPES':<24} {'NAMESPACES':<20} {'KEY':<12} {'LAST USED':<16} EXPIRES")
+    print(
+        f"{'ID':>5} {'NAME':<20} {'STATE':<8} {'SCOPES':<24} {'NAMESPACES':<20} {'KEY':<12} {'LAST USED':<16} EXPIRES"
+    )
     for token in tokens:
         print(
             f"{token['id']:>5} {token['name']:<20} {token['state']:<8} {','.join(token['scopes']) or '-':<24} "

@@ -41,6 +41,9 @@ DECIDERS = frozenset({ADMIN, APPROVER})
 # write needs in `required_scope` (registry/api/permissions.py TokenScope).
 SCOPE_PUSH = "push"
 SCOPE_PROMOTION_REQUEST = "promotion.request"
+# A serving fleet's telemetry: not namespaced (one fleet serves every namespace), so a token
+# carrying it ignores its namespaces for this write, and only a global admin may create one.
+SCOPE_TELEMETRY = "telemetry"
 
 _generation = 0  # bumped by every change to groups or grants: memos older than it are reloaded
 
@@ -131,7 +134,7 @@ def token_refusal(token, scope: str | None, namespace: str | None, action: str) 
     if scope is None:
         return TokenScopeDenied(
             f"{action} needs a personal API token or a signed-in session; the scoped token {token.name!r} "
-            f"carries {has}, and scoped tokens only push and request promotions"
+            f"carries {has}, and scoped tokens only push, request promotions and post telemetry"
         )
     if scope not in token.scopes:
         return TokenScopeDenied(
@@ -178,6 +181,11 @@ def can_request_promotion(user, namespace: str | None = None) -> bool:
 def can_decide_promotion(user, namespace: str | None = None) -> bool:
     """Approve, reject, roll back, move canaries: never with a scoped token."""
     return scoped_token(user) is None and _holds(user, namespace, DECIDERS)
+
+
+def can_post_telemetry(user) -> bool:
+    """Post serving telemetry: a global admin, in person or through a token with the telemetry scope."""
+    return _token_allows(user, SCOPE_TELEMETRY, None) and ADMIN in roles_of(user)
 
 
 def is_admin(user, namespace: str | None = None) -> bool:

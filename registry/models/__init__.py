@@ -8,6 +8,7 @@
 - promotions: alias moves, promotion policies, requests and approvals
 - webhooks: receivers of events, their deliveries and each delivery's attempts
 - access: roles granted on namespaces, and API tokens scoped for CI
+- residency: serving workers, their telemetry, residency pins and the planner's plans
 """
 
 from registry.models.access import NamespaceRole, ScopedToken
@@ -28,6 +29,13 @@ from registry.models.catalog import (
     VersionFile,
 )
 from registry.models.promotions import AliasMove, PromotionApproval, PromotionPolicy, PromotionRequest
+from registry.models.residency import (
+    ResidencyPin,
+    ResidencyPlan,
+    ServingWorker,
+    TelemetryWindow,
+    WorkerDesiredState,
+)
 from registry.models.signing import RegistryKey, Signature, SignatureVerification, SigningMethod, SigningPolicy
 from registry.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from registry.models.work import Check, EvaluationSuite, Job, SuiteAttachment, Worker
@@ -54,17 +62,22 @@ __all__ = [
     "PromotionRequest",
     "RegistryKey",
     "Repository",
+    "ResidencyPin",
+    "ResidencyPlan",
     "ScopedToken",
+    "ServingWorker",
     "Signature",
     "SignatureVerification",
     "SigningMethod",
     "SigningPolicy",
     "Status",
     "SuiteAttachment",
+    "TelemetryWindow",
     "Version",
     "VersionFile",
     "Webhook",
     "WebhookAttempt",
     "WebhookDelivery",
     "Worker",
+    "WorkerDesiredState",
 ]

@@ -22,7 +22,7 @@ from registry.refs import NAMESPACE_SEGMENT
 # Roles a namespace can grant. `auditor` is not among them: the audit trail is one chain for the
 # whole registry, so reading it is a global role (the auditor group).
 NAMESPACE_ROLES = ("viewer", "engineer", "approver", "admin")
-TOKEN_SCOPES = ("push", "promotion.request")
+TOKEN_SCOPES = ("push", "promotion.request", "telemetry")
 TOKEN_PREFIX = "arci_"
 TOKEN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 LAST_USED_RESOLUTION = timedelta(minutes=1)

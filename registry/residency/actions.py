@@ -23,7 +23,9 @@ The engines' runtime LoRA APIs, as their sources define them:
   {"lora_name"}` answer `{"success", "error_message", "loaded_adapters": {name: path}}`, 400 when
   success is false. A pinned adapter keeps a GPU slot (`--max-loras-per-batch`; SGLang allows at
   most max-loras-per-batch - 1 pinned) until unloaded, so GPU entries load pinned and host entries
-  unpinned. Pinning cannot be changed in place: a change is an unload followed by a load.
+  unpinned, except a GPU entry the planner marked `"pinned": false` (it keeps only the hottest part
+  of each worker's GPU capacity pinned and leaves the rest to SGLang's LRU, registry/residency/
+  planner.py). Pinning cannot be changed in place: a change is an unload followed by a load.
   Its `/v1/models` lists only the base model, so the caller must remember what it loaded.
 
 Order: every unload comes first, so that the engine's capacity is free before anything loads; then
@@ -84,10 +86,7 @@ class Wanted:
     ref: str
     tier: str
     path: str
-
-    @property
-    def pinned(self) -> bool:
-        return self.tier == "gpu"
+    pinned: bool = False
 
 
 def is_registry_ref(name: str) -> bool:
@@ -123,7 +122,8 @@ def wanted_adapters(desired: Mapping, tiers: Iterable[str] = LOADED_TIERS) -> li
             if ref in seen:
                 continue
             seen.add(ref)
-            wanted.append(Wanted(ref, tier, safe_relative_path(entry.get("path") or adapter_path(ref))))
+            path = safe_relative_path(entry.get("path") or adapter_path(ref))
+            wanted.append(Wanted(ref, tier, path, pinned=tier == "gpu" and entry.get("pinned", True) is not False))
     return wanted
 
 

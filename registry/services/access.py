@@ -116,11 +116,12 @@ def _namespaces_checked(user, scopes: list[str], namespaces) -> list[str]:
     namespace its user cannot write to is refused now, not at the pipeline's first push."""
     namespaces = sorted({namespace_checked(namespace) for namespace in namespaces})
     allowed = {roles.SCOPE_PUSH: roles.can_push, roles.SCOPE_PROMOTION_REQUEST: roles.can_request_promotion}
+    namespaced = [scope for scope in scopes if scope in allowed]
     for namespace in namespaces:
-        if scopes and not any(allowed[scope](user, namespace) for scope in scopes):
+        if namespaced and not any(allowed[scope](user, namespace) for scope in namespaced):
             raise RegistryError(
                 "permission_denied",
-                f"you may not {' or '.join(scopes)} in {namespace} (your roles there: "
+                f"you may not {' or '.join(namespaced)} in {namespace} (your roles there: "
                 f"{', '.join(sorted(roles.roles_in(user, namespace))) or 'none'}), so neither could this token",
                 status_code=403,
             )
@@ -135,6 +136,12 @@ def scoped_token_create(
     if not isinstance(name, str) or not TOKEN_NAME_PATTERN.fullmatch(name):
         raise RegistryError("token_name_invalid", "a token name is 1 to 40 letters, digits, '.', '_' or '-'")
     scopes = _scopes_checked(scopes)
+    if roles.SCOPE_TELEMETRY in scopes and not roles.can_post_telemetry(user):
+        raise RegistryError(
+            "permission_denied",
+            "a token with the telemetry scope posts for the whole serving fleet and needs the global admin role",
+            status_code=403,
+        )
     namespaces = _namespaces_checked(user, scopes, namespaces)
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise RegistryError("token_expiry_invalid", f"expires_in_days is 1 to {MAX_TOKEN_DAYS} (or left out: never)")

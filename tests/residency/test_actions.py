@@ -65,6 +65,11 @@ def test_it_pins_gpu_entries_and_not_host_entries_on_sglang():
     ]
 
 
+def test_a_gpu_entry_the_planner_left_unpinned_loads_unpinned_on_sglang():
+    desired = {"gpu": [entry(A), {**entry(B), "pinned": False}, {**entry(C), "pinned": True}]}
+    assert [a.body["pinned"] for a in compile_actions("sglang", desired, [])] == [True, False, True]
+
+
 def test_a_pinning_change_on_sglang_is_an_unload_then_a_load():
     desired = {"gpu": [entry(B)], "host": [entry(A)]}
     held = [Held(A, "p/a", pinned=True), Held(B, "p/b", pinned=False), Held(C, "p/c", pinned=True)]

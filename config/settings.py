@@ -355,6 +355,7 @@ CELERY_INCLUDE = [
     "registry.audit.export_tasks",
     "registry.webhooks.tasks",
     "registry.promotion_tasks",
+    "registry.residency_tasks",  # residency.replan (registry/services/residency.py)
     "registry.demo.tasks",  # the demo seed's promotion history, once the demo versions are ready
 ]
 # Defaults for a task that sets no limits of its own. Every task in workers/tasks.py sets both,
@@ -398,6 +399,15 @@ if WEBHOOK_REDELIVER_INTERVAL_SECONDS < 1:
 # mid-way) is taken again by the resume task, which beat runs every PROMOTION_RESUME_INTERVAL_SECONDS.
 PROMOTION_STALE_SECONDS = env_int("PROMOTION_STALE_SECONDS", 60)
 PROMOTION_RESUME_INTERVAL_SECONDS = env_int("PROMOTION_RESUME_INTERVAL_SECONDS", 15)
+# Residency plans (registry/services/residency.py): telemetry counts weigh 2^(-age / half-life) in
+# the demand forecast; an alias move asks for a re-plan this many seconds after it commits, and a
+# burst of moves within that time is covered by one plan.
+RESIDENCY_HALF_LIFE_SECONDS = env_int("RESIDENCY_HALF_LIFE_SECONDS", 3600)
+if RESIDENCY_HALF_LIFE_SECONDS < 1:
+    raise ImproperlyConfigured("RESIDENCY_HALF_LIFE_SECONDS must be at least 1")
+RESIDENCY_REPLAN_DEBOUNCE_SECONDS = env_int("RESIDENCY_REPLAN_DEBOUNCE_SECONDS", 5)
+if RESIDENCY_REPLAN_DEBOUNCE_SECONDS < 0:
+    raise ImproperlyConfigured("RESIDENCY_REPLAN_DEBOUNCE_SECONDS must not be negative")
 CELERY_BEAT_SCHEDULE = {
     "resume-promotions": {
         "task": "promotions.resume",

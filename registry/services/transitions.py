@@ -266,8 +266,10 @@ def alias_move(
 
     Moves of all aliases are serialised by the audit chain's lock, taken first; `expected` (a version
     or None for an unset alias) makes it a compare-and-swap: when the alias serves something else by
-    now, nothing moves and Conflict `alias_conflict` says what it serves.
+    now, nothing moves and Conflict `alias_conflict` says what it serves. Once the move commits, the
+    serving fleet's residency is re-planned (promotion, rollback and every canary step alike).
     """
+    from registry.services.residency import residency_replan_soon
     from registry.webhooks.services import webhook_emit
 
     audit_chain_lock()
@@ -347,4 +349,5 @@ def alias_move(
             "moved_by": move.actor_name,
         },
     )
+    residency_replan_soon(trigger=f"alias.{kind}")
     return move

@@ -17,7 +17,8 @@ Model (kept simple on purpose, so the numbers are easy to check by hand):
   belady evict the entry whose next use (over the whole trace) is furthest in the future. With
          one worker, equal sizes and demand loading this is the offline optimum (MIN); with
          unequal sizes or several workers it is a clairvoyant heuristic reference, not an optimum.
-  planner re-plans every --plan-interval from the past only (not built yet: exit 2).
+  planner re-plans every --plan-interval from the past only (registry/residency/replay.py) with
+          the engine's LRU between plans; --half-life and --long-half-life shape its forecast.
 
 `max_worker_share` is the busiest worker's share of all requests (1/W is the fair share; the
 issue's target is max_worker_share ≤ 1.2 / W); `max_worker_share_vs_fair` is that share × W.
@@ -102,10 +103,6 @@ def next_uses(adapters: list) -> list:
     return result
 
 
-class PlannerNotBuilt(RuntimeError):
-    pass
-
-
 def policy_factory(name: str, trace: Trace):
     """A function that makes one fresh policy per tier (each tier orders only its own entries)."""
     if name == "lru":
@@ -115,8 +112,6 @@ def policy_factory(name: str, trace: Trace):
     if name == "belady":
         upcoming = next_uses(trace.adapter)
         return lambda: BeladyPolicy(upcoming)
-    if name == "planner":
-        raise PlannerNotBuilt("policy 'planner' is not built yet (issue 12, item 3); use lru, lfu or belady")
     raise ValueError(f"unknown policy {name!r}")
 
 
@@ -133,6 +128,7 @@ class Tier:
         self.entries = {}  # key -> bytes
         self.last_used = {}  # key -> index of the request that last used it (Belady's next use follows from it)
         self.used_bytes = 0
+        self.pinned = set()  # entries a plan pinned: held, but out of the policy's reach until unpinned
 
     def fits_alone(self, size: int) -> bool:
         if self.capacity_bytes is not None:
@@ -146,17 +142,21 @@ class Tier:
 
     def touch(self, key, index):
         self.last_used[key] = index
-        self.policy.touch(key, index)
+        if key not in self.pinned:
+            self.policy.touch(key, index)
 
     def insert(self, key, size: int, index: int) -> list:
         """Make room by evicting, then add; returns the evicted (key, size, last used index) triples.
 
         `index` is the request that last used `key` (for a demoted entry, its own last use, not the
-        request that pushed it out), so Belady's next use stays the entry's own."""
+        request that pushed it out), so Belady's next use stays the entry's own. When only pinned
+        entries are left to evict, `key` is not kept (the request is served without caching it)."""
         if not self.fits_alone(size):
             return []
         evicted = []
         while self.over_capacity(1, size):
+            if len(self.entries) == len(self.pinned):
+                return evicted
             victim = self.policy.victim()
             evicted.append((victim, *self.remove(victim)))
         self.entries[key] = size
@@ -168,8 +168,22 @@ class Tier:
         """Drop `key`; returns (size, index of its last use)."""
         size = self.entries.pop(key)
         self.used_bytes -= size
-        self.policy.remove(key)
+        if key in self.pinned:
+            self.pinned.discard(key)
+        else:
+            self.policy.remove(key)
         return size, self.last_used.pop(key)
+
+    def pin(self, key):
+        """Keep a resident entry until `unpin_all` (SGLang's pinned adapters): the policy forgets it."""
+        if key not in self.pinned:
+            self.policy.remove(key)
+            self.pinned.add(key)
+
+    def unpin_all(self):
+        for key in sorted(self.pinned, key=self.last_used.__getitem__):
+            self.pinned.discard(key)
+            self.policy.touch(key, self.last_used[key])
 
     def check(self):
         """Capacity invariant, for tests: never more entries or bytes than the tier holds."""
@@ -185,6 +199,8 @@ class Counts:
     bytes_loaded: int = 0
     host_loads: int = 0
     host_bytes_loaded: int = 0
+    plan_loads: int = 0  # loads a plan made ahead of demand (prefetches), from disk into GPU or host
+    plan_bytes_loaded: int = 0
 
 
 class Worker:
@@ -252,17 +268,18 @@ def build_workers(count: int, capacity: Capacity, make_policy) -> list:
 
 
 class Replanner(Protocol):
-    """Where the planner plugs in (not built yet): `--policy planner` will pass one to `simulate`.
+    """Where a planner plugs in (`--policy planner` passes registry.residency.replay.PlannerReplay).
 
     Between plans the engines' own cache handles misses with `eviction` (the issue says LRU);
     `replan` runs before the first request and then whenever `plan_interval` seconds of trace time
     have passed, sees only the requests before `index` (the past), and may move entries between
-    the workers' tiers (`Tier.insert` / `Tier.remove`). Its wall time is reported as `plan_seconds`.
-    Loads it makes are not counted in `loads` yet: charging prefetches is the planner's design."""
+    the workers' tiers (`Tier.insert` / `Tier.remove` / `Tier.pin`). Its wall time is reported as
+    `plan_seconds`; loads it makes ahead of demand go into `counts.plan_loads` and
+    `counts.plan_bytes_loaded` (kept apart from `loads`, which are demand misses)."""
 
     eviction: str
 
-    def replan(self, now: float, index: int, trace: Trace, pool: list) -> None: ...
+    def replan(self, now: float, index: int, trace: Trace, pool: list, counts: "Counts") -> None: ...
 
 
 def simulate(
@@ -282,7 +299,7 @@ def simulate(
     for index, (key, size) in enumerate(zip(trace.adapter, trace.bytes, strict=True)):
         if replanner is not None and trace.ts[index] >= next_plan:
             started = time.perf_counter()
-            replanner.replan(trace.ts[index], index, trace, pool)
+            replanner.replan(trace.ts[index], index, trace, pool, counts)
             plan_seconds += time.perf_counter() - started
             next_plan = trace.ts[index] + plan_interval
         route(pool, key).serve(key, size, index, counts)
@@ -309,6 +326,8 @@ def summary(policy: str, requests: int, counts: Counts, pool: list, plan_seconds
         "bytes_loaded": counts.bytes_loaded,
         "host_loads": counts.host_loads,
         "host_bytes_loaded": counts.host_bytes_loaded,
+        "plan_loads": counts.plan_loads,
+        "plan_bytes_loaded": counts.plan_bytes_loaded,
         "plan_seconds": plan_seconds,
         "max_worker_share": share,
         "max_worker_share_vs_fair": share * len(pool),
@@ -360,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plan-interval", type=positive_float, default=60.0, help="seconds between re-plans (planner only)"
     )
+    parser.add_argument(
+        "--half-life",
+        type=positive_float,
+        default=60.0,
+        help="short half-life of the demand forecast, seconds (planner)",
+    )
+    parser.add_argument(
+        "--long-half-life",
+        type=positive_float,
+        default=1800.0,
+        help="long half-life of the forecast, seconds (planner)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -383,6 +414,17 @@ def format_table(result: dict, seconds: float) -> str:
     return "\n".join(f"{label:<16} {value}" for label, value in rows)
 
 
+def run(trace: Trace, args, capacity: Capacity) -> dict:
+    if args.policy != "planner":
+        return simulate(trace, args.policy, args.workers, capacity)
+    from registry.residency.replay import PlannerReplay
+
+    replay = PlannerReplay(
+        trace, args.workers, capacity, short_half_life=args.half_life, long_half_life=args.long_half_life
+    )
+    return simulate(trace, "planner", args.workers, capacity, replanner=replay, plan_interval=args.plan_interval)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -390,8 +432,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     try:
         trace = load_trace(args.trace)
-        result = simulate(trace, args.policy, args.workers, capacity)
-    except (TraceError, PlannerNotBuilt) as error:
+        result = run(trace, args, capacity)
+    except TraceError as error:
         parser.error(str(error))
     elapsed = time.perf_counter() - started
     print(json.dumps(result) if args.json else format_table(result, elapsed))

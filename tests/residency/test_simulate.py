@@ -144,8 +144,8 @@ def test_routing_prefers_the_worker_holding_the_adapter():
 
 
 class PinOneAdapter:
-    """A stand-in planner for the hook's contract (the real one is not built): at each plan it puts
-    one pinned adapter back into worker 0's GPU, using nothing but the past."""
+    """A stand-in for the hook's contract (the real planner has its own tests in test_planner.py):
+    at each plan it puts one adapter back into worker 0's GPU, using nothing but the past."""
 
     eviction = "lru"
 
@@ -153,7 +153,7 @@ class PinOneAdapter:
         self.pinned = pinned
         self.calls = []
 
-    def replan(self, now, index, trace, pool):
+    def replan(self, now, index, trace, pool, counts):
         self.calls.append((now, index))
         if self.pinned not in pool[0].gpu.entries:
             pool[0].gpu.insert(self.pinned, 1, index)

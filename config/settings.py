@@ -355,6 +355,7 @@ CELERY_INCLUDE = [
     "registry.audit.export_tasks",
     "registry.webhooks.tasks",
     "registry.promotion_tasks",
+    "registry.telemetry_tasks",  # the serving telemetry roll-up
     "registry.residency_tasks",  # residency.replan (registry/services/residency.py)
     "registry.demo.tasks",  # the demo seed's promotion history, once the demo versions are ready
 ]
@@ -408,6 +409,28 @@ if RESIDENCY_HALF_LIFE_SECONDS < 1:
 RESIDENCY_REPLAN_DEBOUNCE_SECONDS = env_int("RESIDENCY_REPLAN_DEBOUNCE_SECONDS", 5)
 if RESIDENCY_REPLAN_DEBOUNCE_SECONDS < 0:
     raise ImproperlyConfigured("RESIDENCY_REPLAN_DEBOUNCE_SECONDS must not be negative")
+# Serving telemetry (registry/services/telemetry.py): raw windows are kept this many hours, then
+# rolled into hourly rows, kept this many days, then into daily rows, deleted after this many days.
+# A posted window must start within the raw retention and last at most TELEMETRY_MAX_WINDOW_SECONDS.
+TELEMETRY_RAW_RETENTION_HOURS = env_int("TELEMETRY_RAW_RETENTION_HOURS", 48)
+TELEMETRY_HOURLY_RETENTION_DAYS = env_int("TELEMETRY_HOURLY_RETENTION_DAYS", 30)
+TELEMETRY_DAILY_RETENTION_DAYS = env_int("TELEMETRY_DAILY_RETENTION_DAYS", 400)
+TELEMETRY_MAX_WINDOW_SECONDS = env_int("TELEMETRY_MAX_WINDOW_SECONDS", 3600)
+TELEMETRY_ROLLUP_INTERVAL_SECONDS = env_int("TELEMETRY_ROLLUP_INTERVAL_SECONDS", 600)
+if TELEMETRY_RAW_RETENTION_HOURS < 1:
+    raise ImproperlyConfigured("TELEMETRY_RAW_RETENTION_HOURS must be at least 1")
+if TELEMETRY_HOURLY_RETENTION_DAYS * 24 < TELEMETRY_RAW_RETENTION_HOURS:
+    raise ImproperlyConfigured("TELEMETRY_HOURLY_RETENTION_DAYS must cover TELEMETRY_RAW_RETENTION_HOURS")
+if TELEMETRY_DAILY_RETENTION_DAYS < TELEMETRY_HOURLY_RETENTION_DAYS:
+    raise ImproperlyConfigured("TELEMETRY_DAILY_RETENTION_DAYS must not be below TELEMETRY_HOURLY_RETENTION_DAYS")
+if not 1 <= TELEMETRY_MAX_WINDOW_SECONDS <= 3600:
+    raise ImproperlyConfigured("TELEMETRY_MAX_WINDOW_SECONDS must be from 1 to 3600 (a window rolls into one hour)")
+if TELEMETRY_ROLLUP_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured("TELEMETRY_ROLLUP_INTERVAL_SECONDS must be at least 1")
+# The residency planner re-plans the fleet this often (task residency.replan), besides after alias moves.
+RESIDENCY_PLAN_INTERVAL_SECONDS = env_int("RESIDENCY_PLAN_INTERVAL_SECONDS", 60)
+if RESIDENCY_PLAN_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured("RESIDENCY_PLAN_INTERVAL_SECONDS must be at least 1")
 CELERY_BEAT_SCHEDULE = {
     "resume-promotions": {
         "task": "promotions.resume",
@@ -439,6 +462,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.redeliver",
         "schedule": float(WEBHOOK_REDELIVER_INTERVAL_SECONDS),
         "options": {"queue": "cpu", "expires": WEBHOOK_REDELIVER_INTERVAL_SECONDS},
+    },
+    "residency-telemetry-rollup": {
+        "task": "residency.telemetry_rollup",
+        "schedule": float(TELEMETRY_ROLLUP_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": TELEMETRY_ROLLUP_INTERVAL_SECONDS},
+    },
+    "residency-replan": {
+        "task": "residency.replan",
+        "schedule": float(RESIDENCY_PLAN_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": RESIDENCY_PLAN_INTERVAL_SECONDS},
     },
 }
 

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from registry.api import access, files, promotions, signatures, tokens, views
+from registry.api import access, files, promotions, residency, residency_fleet, signatures, tokens, views
 from registry.audit import api as audit_api
 from registry.audit import exports_api as audit_exports_api
 from registry.webhooks import api as webhooks_api
@@ -66,6 +66,15 @@ urlpatterns = [
         promotions.AliasCanaryView.as_view(),
         name="api-alias-canary",
     ),
+    path("residency/workers", residency_fleet.ServingWorkerListView.as_view(), name="api-serving-workers"),
+    path("residency/workers/<str:name>", residency_fleet.ServingWorkerDetailView.as_view(), name="api-serving-worker"),
+    path("residency/pins", residency_fleet.ResidencyPinListView.as_view(), name="api-residency-pins"),
+    path("residency/pins/<int:pin_id>", residency_fleet.ResidencyPinDetailView.as_view(), name="api-residency-pin"),
+    path("telemetry", residency_fleet.TelemetryView.as_view(), name="api-telemetry"),
+    path("residency/plan", residency.ResidencyPlanView.as_view(), name="api-residency-plan"),
+    path("residency/workers/<str:name>/plan", residency.WorkerPlanView.as_view(), name="api-residency-worker-plan"),
+    path("residency/routes", residency.ResidencyRoutesView.as_view(), name="api-residency-routes"),
+    path("residency/replan", residency.ResidencyReplanView.as_view(), name="api-residency-replan"),
     path("webhooks", webhooks_api.WebhookListView.as_view(), name="api-webhooks"),
     path("webhooks/<uuid:webhook_id>", webhooks_api.WebhookDetailView.as_view(), name="api-webhook"),
     path(

@@ -280,6 +280,7 @@ def test_the_views_a_token_may_write_to_declare_their_scope():
         "SuiteListView": roles.SCOPE_PUSH,
         "SuiteAttachView": roles.SCOPE_PUSH,
         "PromotionListView": roles.SCOPE_PROMOTION_REQUEST,
+        "TelemetryView": roles.SCOPE_TELEMETRY,
     }
 
 

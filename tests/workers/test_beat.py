@@ -6,7 +6,11 @@ import pytest
 from celery import beat
 from django.conf import settings
 
-from registry import promotion_tasks  # noqa: F401  (as the worker's CELERY_INCLUDE does)
+from registry import (
+    promotion_tasks,  # noqa: F401  (as the worker's CELERY_INCLUDE does)
+    residency_tasks,  # noqa: F401  (as the worker's CELERY_INCLUDE does)
+    telemetry_tasks,  # noqa: F401  (as the worker's CELERY_INCLUDE does)
+)
 from registry.audit import tasks as audit_tasks  # noqa: F401  (as the worker's autodiscovery does)
 from registry.webhooks import tasks as webhook_tasks  # noqa: F401  (as the worker's CELERY_INCLUDE does)
 from tests.workers.conftest import purge_queues
@@ -32,6 +36,8 @@ def test_it_applies_every_beat_entry_as_beat_does(scheduler):
         "audit.exports_expire",
         "webhooks.redeliver",
         "promotions.resume",
+        "residency.telemetry_rollup",
+        "residency.replan",
     }
     with app.producer_or_acquire() as producer:
         for entry in entries:
@@ -48,7 +54,9 @@ def test_every_beat_entry_names_a_registered_task_and_its_queue():
 
 def test_no_task_has_a_soft_limit_above_its_hard_limit():
     ours = [
-        task for name, task in app.tasks.items() if name.startswith(("workers.", "audit.", "webhooks.", "promotions."))
+        task
+        for name, task in app.tasks.items()
+        if name.startswith(("workers.", "audit.", "webhooks.", "promotions.", "residency."))
     ]
     assert ours
     for task in ours:

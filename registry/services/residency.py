@@ -128,6 +128,43 @@ def residency_replan(*, trigger: str, unless_planned_since: datetime | None = No
         return _store(trigger, started, workers, candidates, planned, result, previous)
 
 
+@dataclass(frozen=True)
+class ResidencyPreview:
+    """What a re-plan would store now, computed without storing or announcing anything."""
+
+    planned_at: datetime
+    candidates: int
+    expected_gpu_hit_rate: float | None
+    plan_seconds: float
+    desired: dict  # worker name -> the desired state the next plan would store (with digest)
+    current: dict  # worker name -> its newest stored WorkerDesiredState (absent: never planned)
+
+
+def residency_preview(*, now: datetime | None = None) -> ResidencyPreview:
+    """A dry run of residency_replan on the current inputs (the Residency page's "next plan" diff).
+
+    Reads exactly what a re-plan reads and plans the same way, hysteresis included, but takes no
+    lock, writes no row, audit event or webhook.
+    """
+    now = now or timezone.now()
+    workers = list(ServingWorker.objects.prefetch_related("base_versions").order_by("name"))
+    candidates = residency_candidates(workers, now=now)
+    previous = _latest_states(workers)
+    result, planned = _plan(workers, candidates, previous)
+    desired = {}
+    for worker in workers:
+        state = _desired_with_paths(result, worker.name, planned, previous.get(worker.name))
+        desired[worker.name] = {**state, "digest": residency_state_digest(state)}
+    return ResidencyPreview(
+        planned_at=now,
+        candidates=len(candidates.versions),
+        expected_gpu_hit_rate=_finite(result.expected_gpu_hit_rate),
+        plan_seconds=result.plan_seconds,
+        desired=desired,
+        current=previous,
+    )
+
+
 def _replan_lock() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REPLAN_LOCK_KEY])

@@ -18,6 +18,7 @@ import httpx
 
 from registry import cli_promotions  # promote, approve, wait for a request, alias, canary, inventory, ...
 from registry.metrics_display import direction, summary_line  # Django-free, like this client
+from registry.residency.snapshot import ResidentSnapshot  # Django-free too
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILURE = 1
@@ -385,7 +386,9 @@ def cmd_workers(args, registry: Registry) -> None:
         print(json.dumps(body, indent=2))
         return
     for worker in body:
-        bases = ", ".join(b["ref"] for b in worker["resident"].get("bases", [])) or "-"
+        # A malformed heartbeat lists what of it validates rather than failing the command.
+        snapshot = ResidentSnapshot.from_dict(worker.get("resident"), strict=False)
+        bases = ", ".join(base.ref for base in snapshot.bases) or "-"
         print(f"{worker['hostname']:<40} {worker['state']:<8} {worker['device_type']:<5} resident: {bases}")
 
 

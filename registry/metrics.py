@@ -66,6 +66,14 @@ class RegistryCollector:
             "registry_adapter_attach_seconds", "Time spent attaching/switching adapters", labels=["worker"]
         )
         attaches = CounterMetricFamily("registry_adapter_attaches", "Adapter attaches and switches", labels=["worker"])
+        paths = CounterMetricFamily(
+            "registry_adapter_attach_paths",
+            "Adapter attaches by path: switch (already attached), load (new LoRA layers), hotswap (weights in place)",
+            labels=["worker", "path"],
+        )
+        fallbacks = CounterMetricFamily(
+            "registry_adapter_hotswap_fallbacks", "Hot-swaps that raised, so the adapter was loaded", labels=["worker"]
+        )
         for worker in Worker.objects.all():
             name = worker.hostname
             up.add_metric([name, worker.device_type], 1 if worker.state == Worker.State.ONLINE else 0)
@@ -73,14 +81,17 @@ class RegistryCollector:
                 device_free.add_metric([name], worker.device_memory_free)
             if worker.host_memory_available is not None:
                 host_free.add_metric([name], worker.host_memory_available)
-            snapshot = worker.resident or {}
-            stats = snapshot.get("stats", {})
-            resident.add_metric([name], sum(b.get("bytes", 0) for b in snapshot.get("bases", [])))
-            hits.add_metric([name], stats.get("hits", 0))
-            misses.add_metric([name], stats.get("misses", 0))
-            attach.add_metric([name], stats.get("attach_seconds_total", 0.0))
-            attaches.add_metric([name], stats.get("attach_count", 0))
-        yield from (up, device_free, host_free, resident, hits, misses, attach, attaches)
+            snapshot = worker.resident_snapshot  # a malformed heartbeat reads as what of it validates
+            stats = snapshot.stats
+            resident.add_metric([name], snapshot.resident_bytes)
+            hits.add_metric([name], stats.hits)
+            misses.add_metric([name], stats.misses)
+            attach.add_metric([name], stats.attach_seconds_total)
+            attaches.add_metric([name], stats.attach_count)
+            for path, count in (("switch", stats.switches), ("load", stats.loads), ("hotswap", stats.hotswaps)):
+                paths.add_metric([name, path], count)
+            fallbacks.add_metric([name], stats.hotswap_fallbacks)
+        yield from (up, device_free, host_free, resident, hits, misses, attach, attaches, paths, fallbacks)
 
 
 def _allowed(request) -> bool:

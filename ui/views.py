@@ -20,6 +20,7 @@ from registry.errors import RegistryError
 from registry.metrics_display import metric_rows, run_facts, significant
 from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
 from registry.refs import parse_ref
+from registry.residency.snapshot import ResidentSnapshot
 from registry.roles import can_push, is_admin
 from registry.services.checks import adapter_version_evaluate
 from registry.services.jobs import job_cancel, job_dispatch
@@ -379,7 +380,8 @@ def worker_list(request):
     waiting = list(selectors.jobs_waiting()[: JOBS_SHOWN + 1])
     workers = list(selectors.worker_list())
     for worker in workers:
-        worker.resident_adapters = _resident_adapters(worker.resident or {})
+        worker.snapshot = worker.resident_snapshot
+        worker.resident_adapters = _resident_adapters(worker.snapshot)
     context = {
         "workers": workers,
         "now": timezone.now(),
@@ -391,23 +393,23 @@ def worker_list(request):
     return _render(request, "ui/workers.html", context, "table")
 
 
-def _resident_adapters(resident: dict) -> list[dict]:
+def _resident_adapters(snapshot: ResidentSnapshot) -> list[dict]:
     """The worker's attached adapters (its heartbeat's snapshot) with a page link and the base each sits on."""
-    bases = {base.get("id"): base for base in resident.get("bases", [])}
     adapters = []
-    for adapter in resident.get("adapters", []):
-        base = bases.get(adapter.get("base"), {})
+    for adapter in snapshot.adapters:
+        base = snapshot.base(adapter.base)
         try:
-            ref = parse_ref(adapter.get("ref", ""))
+            ref = parse_ref(adapter.ref)
             url = reverse("ui:adapter-detail", args=[ref.namespace, ref.name, ref.number]) if ref.number else None
         except RegistryError:  # a snapshot from an older worker: show the text, without a link
             url = None
         adapters.append(
             {
-                "ref": adapter.get("ref"),
+                "ref": adapter.ref,
                 "url": url,
-                "base": base.get("ref"),
-                "head": (base.get("head") or "").replace("_", " "),
+                "slot": adapter.slot,
+                "base": base.ref,
+                "head": base.head.replace("_", " "),
             }
         )
     return adapters

@@ -5,6 +5,7 @@ import time
 from django.conf import settings
 
 from registry.models import AdapterVersion, Job, Status
+from registry.residency.snapshot import ResidentSnapshot
 from registry.selectors import adapter_alias_target
 from registry.storage import get_blob_store
 from workers.runtime import runners
@@ -25,9 +26,9 @@ def get_cache() -> ResidentCache:
     return _cache
 
 
-def cache_snapshot() -> dict:
+def cache_snapshot() -> ResidentSnapshot:
     """What this process holds resident, for heartbeats; never loads anything itself."""
-    return _cache.snapshot() if _cache is not None else {}
+    return _cache.snapshot() if _cache is not None else ResidentSnapshot()
 
 
 def _resident_for(adapter: AdapterVersion):

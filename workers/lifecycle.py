@@ -40,7 +40,7 @@ def _report() -> dict:
         "host_memory_total": info["host_memory_total"],
         "host_memory_available": info["host_memory_available"],
         "library_versions": info["library_versions"],
-        "resident": cache_snapshot(),
+        "resident": cache_snapshot().to_dict(),  # Worker.resident: read back with ResidentSnapshot.from_dict
         "last_heartbeat_at": timezone.now(),
         "state": Worker.State.ONLINE,
     }

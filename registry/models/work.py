@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from registry.models.catalog import Adapter, AdapterVersion, Blob
+from registry.residency.snapshot import ResidentSnapshot
 
 
 class Worker(models.Model):
@@ -37,8 +38,13 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return self.hostname
 
+    @property
+    def resident_snapshot(self) -> ResidentSnapshot:
+        """The last heartbeat's snapshot; entries that do not validate are left out (see its `problems`)."""
+        return ResidentSnapshot.from_dict(self.resident, strict=False)
+
     def holds_base(self, base_version_id) -> bool:
-        return str(base_version_id) in {b["id"] for b in self.resident.get("bases", [])}
+        return self.resident_snapshot.holds_base(base_version_id)
 
 
 class Job(models.Model):

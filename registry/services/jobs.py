@@ -58,11 +58,20 @@ def live_workers():
 
 
 def route_job(job: Job) -> str:
-    """The queue for a job: a live worker that holds its base, else the shared gpu queue."""
+    """The queue for a job: a live worker that holds its base, else the shared gpu queue.
+
+    Among holders, the least busy; between equally busy ones, one that has the adapter attached
+    already (a switch instead of a hot-swap or a load)."""
     base_id = str(job.adapter_version.base_version_id)
-    holders = [w for w in live_workers() if w.holds_base(base_id) and SHARED_GPU_QUEUE in w.queues]
-    if holders:
-        return min(holders, key=lambda w: w.claimed_jobs.filter(state=Job.State.RUNNING).count()).direct_queue
+    ranked = []
+    for worker in live_workers():
+        snapshot = worker.resident_snapshot
+        if snapshot.holds_base(base_id) and SHARED_GPU_QUEUE in worker.queues:
+            running = worker.claimed_jobs.filter(state=Job.State.RUNNING).count()
+            attached = snapshot.holds_adapter(job.adapter_version_id)
+            ranked.append((running, not attached, worker.hostname, worker.direct_queue))
+    if ranked:
+        return min(ranked)[-1]
     return SHARED_GPU_QUEUE
 
 

@@ -101,7 +101,7 @@ def test_the_resident_cache_attaches_the_resolved_adapter_as_peft_would(patterne
     resident, _ = cache.acquire(patterned_version.base_version, "causal_lm", 0)
     cache.activate(resident, patterned_version)
     layer = resident.model.base_model.model.model.layers[1].self_attn
-    name = str(patterned_version.id)
+    name = resident.adapters[str(patterned_version.id)].slot  # the peft adapter name holding it
     assert layer.q_proj.scaling[name] == 8 / 4 and layer.v_proj.scaling[name] == 16 / 4
     assert not hasattr(layer.k_proj, "lora_A")
 

@@ -90,8 +90,8 @@ class Migration(migrations.Migration):
                 ('ttft_p99_ms', models.FloatField(blank=True, null=True)),
                 ('resolution', models.CharField(choices=[('raw', 'Raw'), ('hour', 'Hour'), ('day', 'Day')], default='raw', max_length=8)),
                 ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('adapter_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='telemetry', to='registry.adapterversion')),
-                ('worker', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='telemetry', to='registry.servingworker')),
+                ('adapter_version', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='telemetry', to='registry.adapterversion')),
+                ('worker', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='telemetry', to='registry.servingworker')),
             ],
             options={
                 'ordering': ['window_end', 'id'],
@@ -151,10 +151,6 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='telemetrywindow',
             index=models.Index(fields=['worker', 'window_end'], name='telemetry_worker_end_idx'),
-        ),
-        migrations.AddIndex(
-            model_name='telemetrywindow',
-            index=models.Index(fields=['resolution', 'window_start'], name='telemetry_resolution_idx'),
         ),
         migrations.AddIndex(
             model_name='telemetrywindow',

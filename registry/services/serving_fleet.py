@@ -158,6 +158,9 @@ def serving_worker_remove(*, by, worker: ServingWorker) -> None:
     require_fleet_admin(by, f"removing serving worker {worker.name}")
     with transaction.atomic():
         audit_chain_lock()
+        # Locked before its telemetry is deleted: a batch being ingested (which locks the row first)
+        # finishes before, or finds the worker gone; none leaves rows behind it.
+        worker = ServingWorker.objects.select_for_update().get(pk=worker.pk)
         before = _state(worker, list(worker.base_versions.all()))
         before["telemetry_windows"] = worker.telemetry.count()
         subject = _subject(worker)

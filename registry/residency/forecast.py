@@ -86,17 +86,28 @@ def blended_rates(short: np.ndarray, long: np.ndarray) -> np.ndarray:
     return np.maximum(short, long)
 
 
-def drift_detected(planned: np.ndarray, expected_share: float, recent: np.ndarray, threshold: float = 0.5) -> bool:
-    """Has popularity moved away from what the last plan was built on?
+def planned_share(planned: np.ndarray, recent: np.ndarray) -> float | None:
+    """The share of the requests since a plan that went to the adapters it put in GPU (None: no requests).
 
-    `planned`: bool mask of the adapters the last plan put in GPU; `expected_share`: the share of
-    demand the plan expected them to take; `recent`: request counts per adapter since that plan.
-    On stationary traffic the observed share is close to the expected one (it is a sum over many
-    adapters, so noise is small); when the hot set changes it collapses towards the planned
-    adapters' share of a random draw. Below `threshold` × expected, the caller forgets the long
-    history (see DecayedCounter.reset_to) and plans on the short half-life alone.
-    """
+    Measured after the plan was made, so it is an out-of-sample score of the forecast the plan was
+    built on (the plan's own expected share is not: adapters are chosen because their estimates
+    are high, so on flat popularity that figure is inflated by the noise it selected for)."""
     total = float(recent.sum())
-    if total <= 0 or expected_share <= 0:
+    return float(recent[planned].sum()) / total if total > 0 else None
+
+
+def drift_detected(
+    observed: float | None, baseline: float | None, requests: int, threshold: float = 0.7, min_hits: float = 20.0
+) -> bool:
+    """Has popularity moved away from what the plans were built on?
+
+    `observed` is the latest plan's out-of-sample share (`planned_share`), `baseline` the one
+    before it. On stationary traffic consecutive shares are close (each is a sum over many
+    adapters); when the hot set changes the latest collapses. Below `threshold` × baseline the
+    caller forgets the long history (DecayedCounter.reset_to) and plans on the short half-life.
+    With fewer than `min_hits` requests expected on the planned set, the test has no power and
+    says no.
+    """
+    if observed is None or baseline is None or baseline <= 0 or baseline * requests < min_hits:
         return False
-    return float(recent[planned].sum()) / total < threshold * expected_share
+    return observed < threshold * baseline

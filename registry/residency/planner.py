@@ -27,8 +27,9 @@ exact for equal sizes):
    worker chosen by a stable hash of its ref (so inserting one adapter does not reshuffle every
    other), cut at each worker's budget.
 5. The hottest `pin_fraction` of each worker's GPU capacity is marked pinned (SGLang `pinned`; the
-   simulator never evicts them); the rest of the GPU list is warm but left to the engine's LRU,
-   which handles what the forecast did not see coming.
+   simulator never evicts them) if at least `min_evidence_to_pin` requests stand behind its
+   forecast (`Candidates.evidence`); the rest of the GPU list is loaded but left to the engine's
+   LRU, which handles what the forecast did not see coming.
 
 Expected GPU hit rate = planned GPU demand / total demand (an adapter on any GPU can be routed to
 it). Per worker: its share of GPU-hit traffic (an adapter's demand split over its replicas) plus
@@ -81,10 +82,13 @@ class Candidates:
     demand: np.ndarray  # float64 forecast requests per second
     pinned: np.ndarray  # bool
     pin_workers: list | None = None  # per row: a worker name the pin names, or None for every eligible worker
+    evidence: np.ndarray | None = None  # per row: requests the forecast rests on (None: plenty for every row)
     _index: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, refs, bases, sizes, demand, ranks=None, pinned=None, pin_workers=None) -> "Candidates":
+    def build(
+        cls, refs, bases, sizes, demand, ranks=None, pinned=None, pin_workers=None, evidence=None
+    ) -> "Candidates":
         n = len(refs)
         base_keys, base = np.unique(np.asarray(bases, dtype=object).astype(str), return_inverse=True)
         candidates = cls(
@@ -96,6 +100,7 @@ class Candidates:
             demand=np.asarray(demand, dtype=np.float64).reshape(n),
             pinned=np.zeros(n, bool) if pinned is None else np.asarray(pinned, dtype=bool).reshape(n),
             pin_workers=None if pin_workers is None else list(pin_workers),
+            evidence=None if evidence is None else np.asarray(evidence, dtype=np.float64).reshape(n),
         )
         candidates.validate()
         return candidates
@@ -123,6 +128,7 @@ class PlanConfig:
     hysteresis: float = 0.25
     replicate_fraction: float = 0.5
     pin_fraction: float = 1.0
+    min_evidence_to_pin: float = 3.0
     load_cost_weight: float = 1.0
     load_fixed_seconds: float = 0.05
     load_bytes_per_second: float = 2e9
@@ -512,7 +518,11 @@ def _assemble(candidates, fleet, gpu: _GpuPlacement, host: list, disk: list, con
         workers[spec.name] = WorkerPlan(
             name=spec.name,
             gpu=indices,
-            pinned=policy_pins | _hottest_fraction(candidates, indices, slots[w], budget[w], config.pin_fraction),
+            pinned=policy_pins
+            | (
+                _hottest_fraction(candidates, indices, slots[w], budget[w], config.pin_fraction)
+                & _supported(candidates, indices, config)
+            ),
             host=host[w],
             disk=disk[w],
             expected_gpu_hit_rate=hits / (hits + misses) if hits + misses > 0 else 0.0,
@@ -540,6 +550,15 @@ def _miss_share(candidates, fleet, gpu: _GpuPlacement, servable: np.ndarray) -> 
         serving = np.flatnonzero(fleet.serves[base])
         share[serving] += per_base[base] / len(serving)
     return share
+
+
+def _supported(candidates, indices: np.ndarray, config: PlanConfig) -> np.ndarray:
+    """Pin only what enough requests stand behind: right after popularity moved, the forecast rests on
+    seconds of traffic, and most of a GPU's worth of adapters chosen on one request each is noise
+    the engine's LRU does better with."""
+    if candidates.evidence is None:
+        return np.ones(len(indices), bool)
+    return candidates.evidence[indices] >= config.min_evidence_to_pin
 
 
 def _hottest_fraction(candidates, indices: np.ndarray, slots: float, budget: float, fraction: float) -> np.ndarray:

@@ -1,20 +1,27 @@
 """The planner inside the simulator: `--policy planner` re-plans every plan interval from the past.
 
-At each plan the requests since the last one feed two decayed counters (a short and a long
-half-life, see forecast.py); their per-adapter maximum is the demand forecast; `planner.plan`
-places adapters on the simulated workers (every worker serves every base in the simulator); the
-plan is then applied to the workers' tiers the way `adapterctl residency apply` applies it to an
-engine: planned GPU adapters are loaded (from host memory if a copy is there, else from disk),
-hottest last so it is the most recently used, the hottest part pinned; planned host adapters are
-loaded into host memory. What the plan displaces is evicted by the engine's own policy (LRU).
-Between plans the engine's LRU handles misses in the unpinned part of the GPU.
+At each plan the requests since the last one feed two decayed counters, a short and a long
+half-life (forecast.py). The long one is the demand forecast, and its decayed counts are the
+evidence behind each adapter's forecast (the planner pins only adapters with enough of it).
+Before planning, the last plan is scored out of sample: the share of the requests since it that
+went to the adapters it put in GPU. When that share falls below `drift_threshold` × the previous
+plan's share, popularity has moved: the long counter forgets its history and restarts from the
+short one, so the next plan follows the new hot set within one plan interval instead of a long
+half-life.
+
+`planner.plan` then places adapters on the simulated workers (every worker serves every base in
+the simulator), and the plan is applied to the workers' tiers the way `adapterctl residency apply`
+applies it to an engine: planned GPU adapters are loaded (from host memory if a copy is there,
+else from disk), hottest last so it is the most recently used, the supported part pinned; planned
+host adapters are loaded into host memory. What the plan displaces is evicted by the engine's
+own policy (LRU), which also handles misses between plans in the unpinned part of the GPU.
 
 Loads a plan makes ahead of demand are counted apart (`plan_loads`, `plan_bytes_loaded`).
 """
 
 import numpy as np
 
-from registry.residency.forecast import DecayedCounter, drift_detected
+from registry.residency.forecast import DecayedCounter, drift_detected, planned_share
 from registry.residency.planner import Candidates, PlanConfig, WorkerSpec, plan
 
 
@@ -27,8 +34,9 @@ class PlannerReplay:
         workers: int,
         capacity,
         config: PlanConfig | None = None,
-        short_half_life: float = 10.0,
+        short_half_life: float = 5.0,
         long_half_life: float = 1800.0,
+        drift_threshold: float = 0.7,
     ):
         keys, first, codes = np.unique(
             np.asarray(trace.adapter, dtype=object).astype(str), return_index=True, return_inverse=True
@@ -57,6 +65,8 @@ class PlannerReplay:
         self.previous = None
         self.plans = 0
         self.drifts = 0
+        self.drift_threshold = drift_threshold
+        self.baseline_share = None  # the previous plan's out-of-sample share of requests
 
     def replan(self, now: float, index: int, trace, pool: list, counts) -> None:
         recent = self.codes[self.counted : index]
@@ -67,11 +77,14 @@ class PlannerReplay:
             planned = np.zeros(len(self.keys), bool)
             for worker_plan in self.previous.workers.values():
                 planned[worker_plan.gpu] = True
-            counts_since = np.bincount(recent, minlength=len(self.keys))
-            if drift_detected(planned, self.previous.expected_gpu_hit_rate, counts_since):
+            observed = planned_share(planned, np.bincount(recent, minlength=len(self.keys)))
+            if drift_detected(observed, self.baseline_share, len(recent), self.drift_threshold):
                 self.long.reset_to(self.short)
                 self.drifts += 1
+                observed = None  # the next plan rests on a new forecast: its share is the new baseline
+            self.baseline_share = observed
         self.candidates.demand = self.long.rates()
+        self.candidates.evidence = self.long.counts
         result = plan(self.candidates, self.specs, previous=self.previous, config=self.config)
         self.previous = result
         self.plans += 1

@@ -377,12 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--host-slots", type=positive_int, help="adapters each worker's host memory holds")
     host.add_argument("--host-bytes", type=positive_int, help="bytes of adapters each worker's host memory holds")
     parser.add_argument(
-        "--plan-interval", type=positive_float, default=60.0, help="seconds between re-plans (planner only)"
+        "--plan-interval", type=positive_float, default=10.0, help="seconds between re-plans (planner only)"
     )
     parser.add_argument(
         "--half-life",
         type=positive_float,
-        default=60.0,
+        default=5.0,
         help="short half-life of the demand forecast, seconds (planner)",
     )
     parser.add_argument(

@@ -13,6 +13,7 @@ from registry.residency.forecast import (
     canary_split,
     decayed_rates,
     drift_detected,
+    planned_share,
 )
 from registry.residency.planner import Candidates, PlanConfig, WorkerSpec, plan
 from registry.residency.replay import PlannerReplay
@@ -277,9 +278,12 @@ def test_canary_split_and_counter_reset():
 
 def test_drift_is_detected_when_the_planned_set_stops_taking_its_share():
     planned = np.array([True, True, False, False])
-    assert not drift_detected(planned, 0.8, np.array([40, 35, 10, 15]))
-    assert drift_detected(planned, 0.8, np.array([2, 3, 50, 45]))
-    assert not drift_detected(planned, 0.8, np.zeros(4))
+    assert planned_share(planned, np.array([40, 35, 10, 15])) == pytest.approx(0.75)
+    assert planned_share(planned, np.zeros(4)) is None
+    assert not drift_detected(0.70, 0.75, requests=100)  # noise around the same share
+    assert drift_detected(0.05, 0.75, requests=100)  # the hot set moved
+    assert not drift_detected(0.05, 0.75, requests=20)  # 15 expected hits: too few to tell
+    assert not drift_detected(0.05, None, requests=100) and not drift_detected(None, 0.75, requests=100)
 
 
 # --- the planner in the simulator ---------------------------------------------------------------

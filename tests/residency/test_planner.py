@@ -314,3 +314,16 @@ def test_planner_beats_the_engine_caches_on_a_zipf_trace():
     planner = simulate(trace, "planner", 1, capacity, True, replay, plan_interval=10.0)
     assert planner["gpu_hit_rate"] > max(lru, lfu)
     assert planner["plan_seconds"] > 0 and planner["plan_loads"] > 0
+
+
+def test_only_adapters_with_enough_requests_behind_their_forecast_are_pinned():
+    cands = Candidates.build(
+        refs=["ns/a@sha256:" + "1" * 64, "ns/b@sha256:" + "2" * 64, "ns/c@sha256:" + "3" * 64],
+        bases=["llama"] * 3,
+        sizes=[100] * 3,
+        demand=[5.0, 4.0, 3.0],
+        evidence=[50.0, 2.0, 3.0],
+    )
+    result = plan(cands, [WorkerSpec("w0", frozenset({"llama"}), gpu_slots=3)])
+    worker = result.workers["w0"]
+    assert dict(zip(worker.gpu.tolist(), worker.pinned.tolist(), strict=True)) == {0: True, 1: False, 2: True}

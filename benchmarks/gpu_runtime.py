@@ -13,14 +13,22 @@ Measured per base (median of --repeats unless said otherwise):
   cold        a fresh cache: base loaded from disk (page cache warm) onto the device + first
               adapter attached (acquire + activate), the first one reported on its own
   switch      activate() between two adapters already attached (set_adapter), median of 20
-  attach_new  activate() of an adapter not yet attached onto the resident base (load_adapter)
-  hotswap     peft.utils.hotswap.hotswap_adapter: the active adapter's weights replaced in place
-              from another adapter's directory, with a check that the outputs then equal those
-              of set_adapter to that adapter
+  attach_new  activate() of an adapter not yet attached onto the resident base, while it has a
+              free slot: the worker's load path (peft's load_adapter builds new LoRA layers)
+  attach_full activate() of a new adapter once all MAX_ADAPTERS slots are taken, the worker's
+              steady state: with hotswap (default) the LRU slot, same shape, takes the new weights
+              in place (peft's hot-swap); with hotswap=False the old way, delete_adapter +
+              load_adapter. The hot-swapped adapter's outputs are compared with the same adapter
+              loaded cold on a fresh base.
+  hotswap     peft.utils.hotswap.hotswap_adapter called directly: the active adapter's weights
+              replaced in place from another adapter's directory, with a check that the outputs
+              then equal those of set_adapter to that adapter
   eval        runners.evaluate with the active adapter (one warm-up pass first)
 CUDA work is synchronised before each clock stops.
 
 Run here (small sizes): .venv/bin/python benchmarks/gpu_runtime.py --small
+The 110M Llama-style base on the CPU, attach paths only:
+  .venv/bin/python benchmarks/gpu_runtime.py --device cpu --case llama-110m --attach-only
 On a GPU machine: python3 benchmarks/gpu_runtime.py --large --models /tmp/gpu-runtime-models, with
 the pinned transformers and peft (wheels installed with pip --target into a folder put first on
 PYTHONPATH) where the machine has other versions. The MiniLM base is built from .gpu/minilm-config
@@ -215,14 +223,22 @@ def case_builders(args, device: str) -> list:
         )
 
     builders = [
-        ("MiniLM (classification)", minilm_case),
-        ("Llama-style 110M", lambda: llama_case("Llama-style 110M", "llama-110m", LLAMA_110M, "float32", 1)),
+        ("minilm", "MiniLM (classification)", minilm_case),
+        (
+            "llama-110m",
+            "Llama-style 110M",
+            lambda: llama_case("Llama-style 110M", "llama-110m", LLAMA_110M, "float32", 1),
+        ),
     ]
     if args.large:
         builders.append(
-            ("Llama-style 1B (bf16)", lambda: llama_case("Llama-style 1B (bf16)", "llama-1b", LLAMA_1B, "bfloat16", 0))
+            (
+                "llama-1b",
+                "Llama-style 1B (bf16)",
+                lambda: llama_case("Llama-style 1B (bf16)", "llama-1b", LLAMA_1B, "bfloat16", 0),
+            )
         )
-    return builders
+    return [(name, build) for key, name, build in builders if not args.case or key in args.case]
 
 
 # --- measurements -------------------------------------------------------------------------
@@ -331,6 +347,101 @@ def hotswap_measures(case: Case, device: str, root: Path, repeats: int) -> dict:
     return {"hotswap": swaps, "hotswap_max_abs_diff_vs_set_adapter": difference}
 
 
+def full_slots_attach(case: Case, device: str, root: Path, repeats: int, *, hotswap: bool) -> dict:
+    """activate() of new adapters on a base whose MAX_ADAPTERS slots are all taken (the LRU one goes)."""
+    first, second, third = case.adapters[:3]
+    cache = new_cache(device, root)
+    cache.hotswap = hotswap
+    resident, _ = cache.acquire(case.base, case.head, case.labels)
+    for i, source in enumerate([first, second] + [third] * (MAX_ADAPTERS - 2)):
+        cache.activate(resident, LocalVersion(f"fill-{i}", f"bench/fill-{i}", source.directory))
+    before = dict(cache.stats)
+    sources = (first, second)
+    times = []
+    for i in range(2 * repeats):
+        adapter = LocalVersion(f"new-{i}", f"bench/new-{i}", sources[i % 2].directory)
+        started = time.perf_counter()
+        cache.activate(resident, adapter)
+        sync(device)
+        times.append(time.perf_counter() - started)
+    paths = {path: cache.stats[path] - before[path] for path in ("loads", "hotswaps", "hotswap_fallbacks")}
+    result = {"times": times, "paths": paths, "slots": len(resident.adapters)}
+    if hotswap and paths["hotswaps"]:
+        last = sources[(2 * repeats - 1) % 2]
+        fresh = new_cache(device, root)
+        reference, _ = fresh.acquire(case.base, case.head, case.labels)
+        fresh.activate(reference, LocalVersion("fresh", "bench/fresh", last.directory))
+        expected = outputs(reference, runners.PROBE_TEXT)
+        result["max_abs_diff_vs_fresh_load"] = float((outputs(resident, runners.PROBE_TEXT) - expected).abs().max())
+        del fresh, reference
+    if hotswap:
+        result["parts"] = attach_parts(cache, resident, sources, repeats, device)
+    del cache, resident
+    release(device)
+    return result
+
+
+def attach_parts(cache, resident, sources, repeats: int, device: str) -> dict:
+    """Where a hot-swap attach spends its time: peft's calls timed one by one, on further attaches
+    (a separate pass, so the wrappers do not touch the figures above)."""
+    import peft
+    import peft.utils.hotswap
+    import peft.utils.save_and_load
+
+    spent: dict[str, list] = {}
+    wrapped = [
+        (peft.utils.hotswap, "hotswap_adapter_from_state_dict", "peft_hotswap_from_state_dict"),
+        (peft.PeftModel, "set_adapter", "peft_set_adapter"),
+        (peft.utils.save_and_load, "load_peft_weights", "peft_load_weights"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in wrapped]
+
+    def timing(function, label):
+        def timed_call(*args, **kwargs):
+            started = time.perf_counter()
+            value = function(*args, **kwargs)
+            sync(device)
+            spent.setdefault(label, []).append(time.perf_counter() - started)
+            return value
+
+        return timed_call
+
+    for (owner, name, label), (_, _, function) in zip(wrapped, originals, strict=True):
+        setattr(owner, name, timing(function, label))
+    try:
+        for i in range(repeats):
+            adapter = LocalVersion(f"part-{i}", f"bench/part-{i}", sources[i % 2].directory)
+            started = time.perf_counter()
+            cache.activate(resident, adapter)
+            sync(device)
+            spent.setdefault("attach", []).append(time.perf_counter() - started)
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+    return {f"{label}_ms": ms(statistics.median(times)) for label, times in spent.items()}
+
+
+def attach_paths(case: Case, device: str, root: Path, repeats: int, cold: float) -> dict:
+    """The worker's attach of a new adapter once its slots are full: hot-swap against load + evict."""
+    log(f"{case.name}: attaching new adapters to full slots (hotswap, then load_adapter + delete_adapter)")
+    swapped = full_slots_attach(case, device, root, repeats, hotswap=True)
+    loaded = full_slots_attach(case, device, root, repeats, hotswap=False)
+    swap, load = statistics.median(swapped["times"]), statistics.median(loaded["times"])
+    result = {
+        "attach_full_slots_worker_ms": ms(swap),
+        "attach_full_slots_worker_p95_ms": ms(sorted(swapped["times"])[int(0.95 * (len(swapped["times"]) - 1))]),
+        "attach_full_slots_worker_paths": swapped["paths"],
+        "attach_full_slots_evict_load_ms": ms(load),
+        "speedup_attach_worker_vs_cold": round(cold / swap, 1),
+        "speedup_attach_evict_load_vs_cold": round(cold / load, 1),
+        "slots": swapped["slots"],
+        "attach_full_slots_worker_parts": swapped["parts"],
+    }
+    if "max_abs_diff_vs_fresh_load" in swapped:
+        result["hotswap_attach_max_abs_diff_vs_fresh_load"] = swapped["max_abs_diff_vs_fresh_load"]
+    return result
+
+
 def throughput(case: Case, resident) -> dict:
     runners.evaluate(resident, case.task_type, case.rows[:4], seed=EVALUATION_SEED)  # warm-up: kernels, allocator
     metrics = runners.evaluate(resident, case.task_type, case.rows, seed=EVALUATION_SEED)
@@ -341,7 +452,7 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def measure_case(case: Case, device: str, root: Path, repeats: int) -> dict:
+def measure_case(case: Case, device: str, root: Path, repeats: int, attach_only: bool = False) -> dict:
     import torch
 
     if device == "cuda":
@@ -350,6 +461,26 @@ def measure_case(case: Case, device: str, root: Path, repeats: int) -> dict:
     first_cold = cold_load(case, device, root)
     colds = [cold_load(case, device, root) for _ in range(repeats)]
     cold = statistics.median(c["total"] for c in colds)
+    cold_summary = {
+        "first_cold_load_s": round(first_cold["total"], 4),
+        "cold_load_base_plus_adapter_s": round(cold, 4),
+        "cold_acquire_base_s": round(statistics.median(c["acquire"] for c in colds), 4),
+        "cold_activate_first_adapter_s": round(statistics.median(c["activate"] for c in colds), 4),
+    }
+    if attach_only:
+        log(f"{case.name}: switching and attaching on a resident base")
+        resident_result, resident = resident_measures(case, device, root, repeats)
+        del resident
+        release(device)
+        attach = statistics.median(resident_result["attach_new"])
+        return {
+            **cold_summary,
+            "switch_resident_adapter_ms": ms(statistics.median(resident_result["switch"])),
+            "attach_new_adapter_to_resident_base_ms": ms(attach),
+            "speedup_attach_new_vs_cold": round(cold / attach, 1),
+            **attach_paths(case, device, root, repeats, cold),
+            "repeats": repeats,
+        }
     log(f"{case.name}: switching and attaching on a resident base")
     resident_result, resident = resident_measures(case, device, root, repeats)
     log(f"{case.name}: evaluation throughput")
@@ -369,10 +500,7 @@ def measure_case(case: Case, device: str, root: Path, repeats: int) -> dict:
         "weights": case.weights,
         "base_checkpoint_bytes": case.base.total_bytes,
         "resident_base_bytes": resident_result["memory"],
-        "first_cold_load_s": round(first_cold["total"], 4),
-        "cold_load_base_plus_adapter_s": round(cold, 4),
-        "cold_acquire_base_s": round(statistics.median(c["acquire"] for c in colds), 4),
-        "cold_activate_first_adapter_s": round(statistics.median(c["activate"] for c in colds), 4),
+        **cold_summary,
         "switch_resident_adapter_ms": ms(switch),
         "switch_p95_ms": ms(sorted(resident_result["switch"])[int(0.95 * (len(resident_result["switch"]) - 1))]),
         "attach_new_adapter_to_resident_base_ms": ms(attach),
@@ -390,6 +518,7 @@ def measure_case(case: Case, device: str, root: Path, repeats: int) -> dict:
         )
     else:
         result.update(hot)
+    result.update(attach_paths(case, device, root, repeats, cold))
     if device == "cuda":
         result["peak_gpu_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
     return result
@@ -409,6 +538,7 @@ def environment(device: str) -> dict:
         "transformers": transformers.__version__,
         "peft": peft.__version__,
         "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": [round(load, 2) for load in os.getloadavg()],  # a shared machine: say how busy
     }
     if device == "cuda":
         free, total = torch.cuda.mem_get_info()
@@ -427,7 +557,19 @@ def main() -> None:
     parser.add_argument(
         "--skip-large-after-s", type=float, default=150, help="no 1B case once this much time has passed"
     )
+    parser.add_argument(
+        "--case", action="append", choices=["minilm", "llama-110m", "llama-1b"], help="only these bases (repeatable)"
+    )
+    parser.add_argument(
+        "--max-adapters", type=int, default=8, help="slots per resident base (WORKER_MAX_ADAPTERS_PER_BASE's default)"
+    )
+    parser.add_argument(
+        "--attach-only",
+        action="store_true",
+        help="cold loads, switch and the attach paths only (no eval, no direct hotswap_adapter)",
+    )
     args = parser.parse_args()
+    globals()["MAX_ADAPTERS"] = args.max_adapters  # new_cache and the measures read it
 
     import torch
 
@@ -437,7 +579,7 @@ def main() -> None:
         print(f"GPU: {torch.cuda.get_device_name(0)}", flush=True)
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"environment": environment(device), "results": {}, "notes": []}
+    report = {"environment": environment(device), "max_adapters": args.max_adapters, "results": {}, "notes": []}
     log(json.dumps(report["environment"]))
     cache_root = args.models / "cache"
     for name, build_case in case_builders(args, device):
@@ -450,11 +592,12 @@ def main() -> None:
         built = time.perf_counter() - started
         report["results"][case.name] = {
             "build_s": round(built, 1),
-            **measure_case(case, device, cache_root, args.repeats),
+            **measure_case(case, device, cache_root, args.repeats, args.attach_only),
         }
         log(f"{case.name}: {json.dumps(report['results'][case.name])}")
         (out_dir / "gpu_runtime.json").write_text(json.dumps(report, indent=2))  # partial results survive a kill
     report["total_seconds"] = round(time.perf_counter() - STARTED, 1)
+    report["environment"]["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     (out_dir / "gpu_runtime.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2), flush=True)
 

@@ -20,11 +20,11 @@ Inputs (registry/residency/planner.py does the deciding, with no Django):
 import hashlib
 import logging
 import math
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-import numpy as np
 import rfc8785
 from django.conf import settings
 from django.db import connection, transaction
@@ -38,10 +38,13 @@ from registry.models import (
     ResidencyPin,
     ResidencyPlan,
     ServingWorker,
-    TelemetryWindow,
     WorkerDesiredState,
 )
+from registry.residency import planner
 from registry.residency.actions import adapter_path
+from registry.residency.forecast import canary_split, decayed_rates
+from registry.residency.planner import Candidates, PlanConfig, WorkerSpec
+from registry.services.telemetry import telemetry_demand_rows
 from registry.webhooks.services import webhook_emit
 
 logger = logging.getLogger(__name__)
@@ -60,13 +63,12 @@ class CandidateInput:
 
     versions: list = field(default_factory=list)  # AdapterVersion rows
     demand: list = field(default_factory=list)
+    evidence: list = field(default_factory=list)
     pinned: list = field(default_factory=list)
     pin_workers: list = field(default_factory=list)
     ignored_pins: list = field(default_factory=list)  # pins on versions no alias serves on a served base
 
-    def planner_candidates(self):
-        from registry.residency.planner import Candidates
-
+    def planner_candidates(self) -> Candidates:
         return Candidates.build(
             refs=[v.digest_ref for v in self.versions],
             bases=[str(v.base_version_id) for v in self.versions],
@@ -75,6 +77,7 @@ class CandidateInput:
             ranks=[int(v.r or 0) for v in self.versions],
             pinned=self.pinned,
             pin_workers=self.pin_workers,
+            evidence=self.evidence,
         )
 
 
@@ -170,9 +173,7 @@ def _replan_lock() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REPLAN_LOCK_KEY])
 
 
-def _worker_spec(worker: ServingWorker):
-    from registry.residency.planner import WorkerSpec
-
+def _worker_spec(worker: ServingWorker) -> WorkerSpec:
     return WorkerSpec(
         name=worker.name,
         bases=frozenset(str(base.id) for base in worker.base_versions.all()),
@@ -186,11 +187,9 @@ def _worker_spec(worker: ServingWorker):
 
 
 def _plan(workers: list, candidates: CandidateInput, previous: dict):
-    from registry.residency.planner import PlanConfig, plan
-
     planned = candidates.planner_candidates()
     specs = [_worker_spec(worker) for worker in workers]
-    result = plan(
+    result = planner.plan(
         planned,
         specs,
         previous={name: _held_refs(state.desired) for name, state in previous.items()} or None,
@@ -228,44 +227,43 @@ def residency_candidates(workers: list, *, now: datetime) -> CandidateInput:
         ),
         key=lambda version: version.digest_ref,
     )
-    observed = _observed_rates(alias_version_ids, now)
+    observed = _observed_rates(now)
     shares = _alias_shares(aliases, observed)
     pinned, pin_workers, ignored = _pins(versions, aliases)
+    demand = [shares.get(v.id, 0.0) for v in versions]
     return CandidateInput(
         versions=versions,
-        demand=[shares.get(v.id, 0.0) for v in versions],
+        demand=demand,
+        evidence=[_evidence(rate) for rate in demand],
         pinned=[v.id in pinned for v in versions],
         pin_workers=[pin_workers.get(v.id) for v in versions],
         ignored_pins=ignored,
     )
 
 
-def _observed_rates(version_ids: set, now: datetime) -> dict:
-    """version id -> decayed requests per second from every worker's telemetry (forecast.decayed_rates)."""
-    from registry.residency.forecast import decayed_rates
-
-    half_life = float(settings.RESIDENCY_HALF_LIFE_SECONDS)
-    since = now - timedelta(seconds=half_life * TELEMETRY_HALF_LIVES)
-    rows = list(
-        TelemetryWindow.objects.filter(adapter_version_id__in=version_ids, window_end__gt=since).values_list(
-            "adapter_version_id", "window_end", "requests"
-        )
-    )
-    if not rows:
+def _observed_rates(now: datetime) -> dict:
+    """version id -> decayed requests per second from every worker's telemetry (forecast.decayed_rates),
+    read as arrays in one statement (services/telemetry.py telemetry_demand_rows)."""
+    half_life = _half_life()
+    rows = telemetry_demand_rows(now - timedelta(seconds=half_life * TELEMETRY_HALF_LIVES))
+    if not rows.versions:
         return {}
-    ids = sorted({row[0] for row in rows})
-    code_of = {version_id: code for code, version_id in enumerate(ids)}
-    codes = np.fromiter((code_of[row[0]] for row in rows), dtype=np.int64, count=len(rows))
-    ages = np.fromiter(((now - row[1]).total_seconds() for row in rows), dtype=np.float64, count=len(rows))
-    requests = np.fromiter((row[2] for row in rows), dtype=np.float64, count=len(rows))
-    rates = decayed_rates(codes, ages, requests, n=len(ids), half_life_seconds=half_life)
-    return {version_id: float(rates[code]) for version_id, code in code_of.items()}
+    ages = now.timestamp() - rows.window_end
+    rates = decayed_rates(rows.codes, ages, rows.requests, n=len(rows.versions), half_life_seconds=half_life)
+    return {uuid.UUID(version): rate for version, rate in zip(rows.versions, rates.tolist(), strict=True)}
+
+
+def _half_life() -> float:
+    return float(settings.RESIDENCY_HALF_LIFE_SECONDS)
+
+
+def _evidence(rate: float) -> float:
+    """The decayed request count a rate rests on (the planner pins only forecasts with enough behind them)."""
+    return rate * _half_life() / math.log(2)
 
 
 def _alias_shares(aliases: list, observed: dict) -> dict:
     """version id -> demand: per alias, its total split by the canary weight; a version's largest share."""
-    from registry.residency.forecast import canary_split
-
     shares: dict = {}
     for row in aliases:
         primary, canary = row["version_id"], row["canary_version_id"]
@@ -357,7 +355,7 @@ def _store(trigger, started, workers, candidates, planned, result, previous) -> 
     plan = ResidencyPlan.objects.create(
         created_at=started,
         trigger=trigger[:64],
-        config={**asdict(result.config), "half_life_seconds": float(settings.RESIDENCY_HALF_LIFE_SECONDS)},
+        config={**asdict(result.config), "half_life_seconds": _half_life()},
         candidates=len(candidates.versions),
         expected_gpu_hit_rate=_finite(result.expected_gpu_hit_rate),
         plan_seconds=result.plan_seconds,

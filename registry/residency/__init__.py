@@ -9,4 +9,8 @@ unloaded.
   arrivals, a rank mix of sizes), written as CSV `ts,adapter,base,bytes`.
 - simulate: replays a trace against W workers with GPU and host tiers under an eviction policy
   (engine-cache baselines `lru`, `lfu`, and the clairvoyant reference `belady`).
+- eviction: those policies, shared with our own workers' resident cache (bases by bytes, adapter
+  slots per base), so the simulator's `lru` is the code the workers run.
+- snapshot: what a worker reports it holds resident (typed, validated), read by routing, metrics,
+  the Workers page and `adapterctl workers`.
 """

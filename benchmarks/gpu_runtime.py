@@ -266,6 +266,7 @@ def new_cache(device: str, root: Path) -> LocalCache:
 def cold_load(case: Case, device: str, root: Path) -> dict:
     """A fresh cache: acquire (base from disk onto the device), then activate the first adapter."""
     cache = new_cache(device, root)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     resident, _ = cache.acquire(case.base, case.head, case.labels)
     sync(device)
@@ -273,9 +274,10 @@ def cold_load(case: Case, device: str, root: Path) -> dict:
     cache.activate(resident, case.adapters[0])
     sync(device)
     finished = time.perf_counter()
+    cpu = time.process_time() - cpu_started
     del cache, resident
     release(device)
-    return {"total": finished - started, "acquire": loaded - started, "activate": finished - loaded}
+    return {"total": finished - started, "acquire": loaded - started, "activate": finished - loaded, "cpu": cpu}
 
 
 def timed(device: str, action) -> float:
@@ -357,15 +359,17 @@ def full_slots_attach(case: Case, device: str, root: Path, repeats: int, *, hots
         cache.activate(resident, LocalVersion(f"fill-{i}", f"bench/fill-{i}", source.directory))
     before = dict(cache.stats)
     sources = (first, second)
-    times = []
+    times, cpu_times = [], []
     for i in range(2 * repeats):
         adapter = LocalVersion(f"new-{i}", f"bench/new-{i}", sources[i % 2].directory)
+        cpu_started = time.process_time()
         started = time.perf_counter()
         cache.activate(resident, adapter)
         sync(device)
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     paths = {path: cache.stats[path] - before[path] for path in ("loads", "hotswaps", "hotswap_fallbacks")}
-    result = {"times": times, "paths": paths, "slots": len(resident.adapters)}
+    result = {"times": times, "cpu_times": cpu_times, "paths": paths, "slots": len(resident.adapters)}
     if hotswap and paths["hotswaps"]:
         last = sources[(2 * repeats - 1) % 2]
         fresh = new_cache(device, root)
@@ -421,8 +425,11 @@ def attach_parts(cache, resident, sources, repeats: int, device: str) -> dict:
     return {f"{label}_ms": ms(statistics.median(times)) for label, times in spent.items()}
 
 
-def attach_paths(case: Case, device: str, root: Path, repeats: int, cold: float) -> dict:
-    """The worker's attach of a new adapter once its slots are full: hot-swap against load + evict."""
+def attach_paths(case: Case, device: str, root: Path, repeats: int, cold: float, cold_cpu: float) -> dict:
+    """The worker's attach of a new adapter once its slots are full: hot-swap against load + evict.
+
+    CPU time (all the process's threads) is given beside wall time: on a shared machine it counts
+    the work done, not the waits for a core."""
     log(f"{case.name}: attaching new adapters to full slots (hotswap, then load_adapter + delete_adapter)")
     swapped = full_slots_attach(case, device, root, repeats, hotswap=True)
     loaded = full_slots_attach(case, device, root, repeats, hotswap=False)
@@ -434,6 +441,10 @@ def attach_paths(case: Case, device: str, root: Path, repeats: int, cold: float)
         "attach_full_slots_evict_load_ms": ms(load),
         "speedup_attach_worker_vs_cold": round(cold / swap, 1),
         "speedup_attach_evict_load_vs_cold": round(cold / load, 1),
+        "cold_cpu_ms": ms(cold_cpu),
+        "attach_full_slots_worker_cpu_ms": ms(statistics.median(swapped["cpu_times"])),
+        "attach_full_slots_evict_load_cpu_ms": ms(statistics.median(loaded["cpu_times"])),
+        "cpu_speedup_attach_worker_vs_cold": round(cold_cpu / statistics.median(swapped["cpu_times"]), 1),
         "slots": swapped["slots"],
         "attach_full_slots_worker_parts": swapped["parts"],
     }
@@ -478,7 +489,7 @@ def measure_case(case: Case, device: str, root: Path, repeats: int, attach_only:
             "switch_resident_adapter_ms": ms(statistics.median(resident_result["switch"])),
             "attach_new_adapter_to_resident_base_ms": ms(attach),
             "speedup_attach_new_vs_cold": round(cold / attach, 1),
-            **attach_paths(case, device, root, repeats, cold),
+            **attach_paths(case, device, root, repeats, cold, statistics.median(c["cpu"] for c in colds)),
             "repeats": repeats,
         }
     log(f"{case.name}: switching and attaching on a resident base")
@@ -518,7 +529,7 @@ def measure_case(case: Case, device: str, root: Path, repeats: int, attach_only:
         )
     else:
         result.update(hot)
-    result.update(attach_paths(case, device, root, repeats, cold))
+    result.update(attach_paths(case, device, root, repeats, cold, statistics.median(c["cpu"] for c in colds)))
     if device == "cuda":
         result["peak_gpu_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
     return result

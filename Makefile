@@ -26,7 +26,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 screenshots: install
-	UI_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui/test_browser.py
+	UI_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui/test_browser.py \
+		tests/ui/test_residency_page.py::test_in_chromium_the_plot_loads_lazily_and_show_all_opens_a_tier
 
 lint: install
 	$(BIN)/ruff check .

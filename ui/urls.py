@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from ui import audit, promotions, views, webhooks
+from ui import audit, promotions, residency, views, webhooks
 
 app_name = "ui"
 
@@ -58,5 +58,7 @@ urlpatterns = [
     path("audit/events/<int:seq>/", audit.audit_event, name="audit-event"),
     path("audit/exports/", audit.audit_export_create, name="audit-export-create"),
     path("audit/exports/<uuid:export_id>/", audit.audit_export, name="audit-export"),
-    path("residency/", views.placeholder, {"section": "Residency"}, name="residency"),
+    path("residency/", residency.residency, name="residency"),
+    path("residency/replan", residency.residency_replan_action, name="residency-replan"),
+    path("residency/workers/<str:name>/<str:tier>/", residency.residency_tier, name="residency-tier"),
 ]

@@ -249,7 +249,7 @@ class DirectoryCache:
                 "attached %s to %s by %s in slot %s (%.1f ms)",
                 attached.ref,
                 resident.ref,
-                path,
+                path.removesuffix("s"),  # the counter's name: "loads" -> "load", "hotswaps" -> "hotswap"
                 attached.slot,
                 elapsed * 1000,
             )

@@ -9,14 +9,15 @@ from celery import shared_task
 from django.utils.dateparse import parse_datetime
 
 from registry.audit.context import acting_as, actor_system
-from registry.services.residency import residency_replan
+from registry.services.residency import PERIODIC, residency_replan
 
 
 @shared_task(name="residency.replan", queue="cpu", acks_late=True, time_limit=600, soft_time_limit=540,
              ignore_result=True)  # fmt: skip
-def replan(trigger: str = "periodic", requested_at: str | None = None) -> str:
-    """Plan the fleet; `requested_at` (RFC 3339) skips when a plan started at or after it exists."""
+def replan(trigger: str = PERIODIC, requested_at: str | None = None) -> str:
+    """Plan the fleet; `requested_at` (RFC 3339) skips when a plan started at or after it exists, and a
+    periodic run that changes nothing stores nothing (residency_replan says when)."""
     since = parse_datetime(requested_at) if requested_at else None
     with acting_as(actor_system("residency")):
         plan = residency_replan(trigger=trigger, unless_planned_since=since)
-    return f"plan {plan.id} ({plan.trigger})"
+    return f"plan {plan.id} ({plan.trigger})" if plan is not None else "no serving workers: nothing to plan"

@@ -26,7 +26,7 @@ from registry.models import AdapterAlias, ResidencyPlan, ServingWorker, WorkerDe
 from registry.refs import parse_ref
 from registry.residency.actions import DesiredStateError, compile_actions, held_from_desired
 from registry.selectors import adapter_version_get
-from registry.services.residency import residency_replan
+from registry.services.residency import MANUAL, residency_replan
 
 TIERS = ("gpu", "host", "disk")
 FORMATS = ("desired", "vllm", "sglang")
@@ -368,5 +368,5 @@ class ResidencyReplanView(APIView):
 
     @extend_schema(request=None, responses={201: PlanSerializer, **error_responses(403)})
     def post(self, request):
-        plan = residency_replan(trigger="manual")
+        plan = residency_replan(trigger=MANUAL)  # always stored, even for an empty fleet
         return Response(PlanSerializer(_plan_summary(plan, False)).data, status=status.HTTP_201_CREATED)

@@ -53,6 +53,11 @@ TIERS = ("gpu", "host", "disk")
 REPLAN_TASK = "residency.replan"  # registry/residency_tasks.py, by name: services never import tasks
 # pg_advisory_xact_lock takes a bigint; any fixed number no other lock in this database uses.
 REPLAN_LOCK_KEY = int.from_bytes(hashlib.sha256(b"registry.residency.replan").digest()[:8], "big", signed=True)
+PERIODIC = "periodic"  # the beat's trigger (registry/residency_tasks.py default)
+MANUAL = "manual"  # an admin's re-plan (API, UI): always stored
+# A periodic re-plan that changes no worker is stored only when the latest plan is older than this,
+# so the plan's figures (expected hit rates, demand) stay fresh without a plan every minute.
+PERIODIC_REFRESH_SECONDS = 3600
 # Telemetry older than this many half-lives weighs under 2^-20 of a fresh count: not read at all.
 TELEMETRY_HALF_LIVES = 20
 
@@ -111,24 +116,38 @@ def _enqueue_replan(trigger: str) -> None:
 # --- The re-plan -----------------------------------------------------------------------------------
 
 
-def residency_replan(*, trigger: str, unless_planned_since: datetime | None = None) -> ResidencyPlan:
+def residency_replan(*, trigger: str, unless_planned_since: datetime | None = None) -> ResidencyPlan | None:
     """Plan the whole fleet now, store the plan and each worker's desired state, announce the changes.
 
-    With `unless_planned_since`, a plan that started at or after that time is returned instead of
-    planning again (the debounce of residency_replan_soon).
+    Returns the plan stored, or the latest one when nothing is stored: with `unless_planned_since`
+    and a plan started at or after that time (the debounce of residency_replan_soon), and for a
+    periodic re-plan that changes no worker while the latest plan is younger than
+    PERIODIC_REFRESH_SECONDS (a plan, its rows and its audit event every minute would say nothing
+    new), and, unless an admin asked (trigger "manual"), when no serving worker is registered (None
+    when no plan exists yet): alias moves in a registry that serves no fleet record nothing.
     """
     with transaction.atomic():
         _replan_lock()
-        if unless_planned_since is not None:
-            newer = ResidencyPlan.objects.filter(created_at__gte=unless_planned_since).order_by("-created_at").first()
-            if newer is not None:
-                return newer
+        latest = ResidencyPlan.objects.order_by("-created_at", "-id").first()
+        if unless_planned_since is not None and latest is not None and latest.created_at >= unless_planned_since:
+            return latest
         started = timezone.now()  # before any input is read: the debounce compares against it
         workers = list(ServingWorker.objects.prefetch_related("base_versions").order_by("name"))
+        if not workers and trigger != MANUAL:
+            return latest
         candidates = residency_candidates(workers, now=started)
         previous = _latest_states(workers)
         result, planned = _plan(workers, candidates, previous)
-        return _store(trigger, started, workers, candidates, planned, result, previous)
+        states = _desired_states(workers, result, planned, previous)
+        if trigger == PERIODIC and _nothing_new(states, latest, started):
+            return latest
+        return _store(trigger, started, candidates, planned, result, states, previous)
+
+
+def _nothing_new(states: list, latest: ResidencyPlan | None, now: datetime) -> bool:
+    if latest is None or any(state.changed for state in states):
+        return False
+    return (now - latest.created_at).total_seconds() < PERIODIC_REFRESH_SECONDS
 
 
 @dataclass(frozen=True)
@@ -336,12 +355,13 @@ def _desired_with_paths(result, name: str, planned, previous_state) -> dict:
     return desired
 
 
-def _store(trigger, started, workers, candidates, planned, result, previous) -> ResidencyPlan:
+def _desired_states(workers: list, result, planned, previous: dict) -> list[WorkerDesiredState]:
+    """One unsaved WorkerDesiredState per worker, `changed` against its previous one."""
     states = []
     for worker in workers:
-        desired = _desired_with_paths(result, worker.name, planned, previous.get(worker.name))
-        digest = residency_state_digest(desired)
         before = previous.get(worker.name)
+        desired = _desired_with_paths(result, worker.name, planned, before)
+        digest = residency_state_digest(desired)
         states.append(
             WorkerDesiredState(
                 worker=worker,
@@ -351,6 +371,10 @@ def _store(trigger, started, workers, candidates, planned, result, previous) -> 
                 changed=before is None or before.digest != digest,
             )
         )
+    return states
+
+
+def _store(trigger, started, candidates, planned, result, states, previous) -> ResidencyPlan:
     audit_chain_lock()  # the chain's head before the rows: the order every recording transaction keeps
     plan = ResidencyPlan.objects.create(
         created_at=started,

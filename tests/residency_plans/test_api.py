@@ -43,6 +43,11 @@ def test_bad_input_is_a_4xx_with_a_stable_code(fleet, alice_client, bob_client):
     assert error(bob_client.post("/api/v1/residency/replan"), 403) == "permission_denied"  # an auditor
 
 
+def test_an_admins_replan_of_an_empty_fleet_is_an_empty_plan(carol_client):
+    answer = carol_client.post("/api/v1/residency/replan")
+    assert answer.status_code == 201 and (answer.json()["workers"], answer.json()["candidates"]) == ([], 0)
+
+
 def test_an_admin_replans_and_everyone_reads_the_plan(fleet, carol_client, bob_client):
     made = carol_client.post("/api/v1/residency/replan")
     assert made.status_code == 201, made.content

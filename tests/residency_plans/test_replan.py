@@ -67,10 +67,26 @@ def test_the_stored_plan_keeps_every_invariant(fleet):
 
 def test_the_same_input_gives_the_same_states_and_no_change(fleet):
     first = states_of(residency_replan(trigger="manual"))
-    second = states_of(residency_replan(trigger="periodic"))
+    second = states_of(residency_replan(trigger="alias.promote"))
     for name, state in second.items():
         assert state.digest == first[name].digest and not state.changed
         assert state.desired["evict"] == []
+
+
+def test_a_periodic_replan_that_changes_nothing_stores_nothing_until_the_plan_is_old(fleet):
+    from registry.services import residency
+
+    first = residency_replan(trigger="manual")
+    assert residency_replan(trigger="periodic") == first and ResidencyPlan.objects.count() == 1
+    assert AuditEvent.objects.filter(type="residency.plan").count() == 1
+    ResidencyPlan.objects.filter(id=first.id).update(
+        created_at=first.created_at - timedelta(seconds=residency.PERIODIC_REFRESH_SECONDS + 1)
+    )
+    refreshed = residency_replan(trigger="periodic")
+    assert refreshed != first and not any(s.changed for s in refreshed.worker_states.all())
+    ResidencyPin.objects.create(adapter_version=fleet.served["b1"], worker=fleet.workers["w3"])
+    changed = residency_replan(trigger="periodic")  # a change is stored at once
+    assert changed != refreshed and changed.summary["changed_workers"] == ["w3"]
 
 
 def roomy(worker) -> None:
@@ -143,9 +159,21 @@ def test_each_plan_is_one_audit_event_with_counts_not_the_plan(fleet):
     assert "desired" not in str(event.after) and fleet.served["a0"].digest not in str(event.after)
 
 
-def test_an_empty_fleet_plans_nothing_and_says_so(db):
+def test_without_serving_workers_only_an_admins_replan_is_recorded(db):
+    assert residency_replan(trigger="periodic") is None
+    assert residency_replan(trigger="alias.promote") is None  # alias moves in a registry serving no fleet
+    assert not ResidencyPlan.objects.exists() and not AuditEvent.objects.filter(type="residency.plan").exists()
     plan = residency_replan(trigger="manual")
     assert (plan.candidates, plan.worker_states.count(), plan.summary["workers"]) == (0, 0, 0)
+    assert residency_replan(trigger="periodic") == plan
+
+
+def test_a_fleet_without_candidates_plans_empty_states(fleet):
+    from registry.models import AdapterAlias
+
+    AdapterAlias.objects.all().delete()  # no alias serves anything any more
+    plan = residency_replan(trigger="manual")
+    assert plan.candidates == 0 and all(s.desired["gpu"] == [] for s in plan.worker_states.all())
 
 
 def test_a_replan_asked_for_before_the_newest_plan_started_is_that_plan(fleet):

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from registry.residency.eviction import LRUPolicy, make_room
@@ -154,8 +154,7 @@ class DirectoryCache:
         self.base_order = LRUPolicy()
         self.clock = itertools.count()  # the policies' use index
         self.lock = threading.Lock()  # the heartbeat thread reads snapshots
-        self.stats = {counter: 0 for counter in CacheStats.__dataclass_fields__}
-        self.stats["attach_seconds_total"] = 0.0
+        self.stats = asdict(CacheStats())
 
     # --- what a subclass says about its versions ----------------------------------------
     @property
@@ -304,7 +303,8 @@ class DirectoryCache:
         model.peft_config[slot] = config  # the slot now computes with this adapter's config
         self._forget(resident, given_up)
         attached = AttachedAdapter(str(adapter.id), adapter.ref, slot, shape)
-        resident.adapters[attached.id] = attached
+        with self.lock:  # the heartbeat thread reads the adapters of every base
+            resident.adapters[attached.id] = attached
         return attached
 
     def _load_adapter(self, resident, adapter, directory: Path, config, shape) -> AttachedAdapter:
@@ -319,7 +319,8 @@ class DirectoryCache:
             resident.model.load_adapter(directory, adapter_name=slot)
         resident.model.to(self.device).eval()
         attached = AttachedAdapter(str(adapter.id), adapter.ref, slot, shape)
-        resident.adapters[attached.id] = attached
+        with self.lock:  # the heartbeat thread reads the adapters of every base
+            resident.adapters[attached.id] = attached
         return attached
 
     @staticmethod
@@ -336,10 +337,10 @@ class DirectoryCache:
         self._forget(resident, attached)
 
     def _forget(self, resident: ResidentBase, attached: AttachedAdapter) -> None:
-        del resident.adapters[attached.id]
-        resident.order.remove(attached.id)
         with self.lock:
+            del resident.adapters[attached.id]
             self.stats["adapter_evictions"] += 1
+        resident.order.remove(attached.id)
 
     def _trim_adapters(self, resident: ResidentBase) -> None:
         """Back within max_adapters (a fallback load can go one over); never the active adapter."""

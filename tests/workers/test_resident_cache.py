@@ -74,7 +74,9 @@ def fresh_logits(base: Path, adapter: Path) -> torch.Tensor:
 
 
 def paths(cache) -> dict:
-    return {key: cache.stats[key] for key in ("switches", "loads", "hotswaps", "hotswap_fallbacks", "adapter_evictions")}
+    return {
+        key: cache.stats[key] for key in ("switches", "loads", "hotswaps", "hotswap_fallbacks", "adapter_evictions")
+    }
 
 
 def test_it_hot_swaps_a_same_shape_adapter_into_the_lru_slot_with_a_fresh_loads_outputs(tmp_path, versions, zoo):

@@ -128,6 +128,20 @@ def test_adapters_with_modules_to_save_are_never_hot_swapped(tmp_path, versions,
     assert torch.equal(logits(resident.model), fresh_logits(zoo.llama, zoo.adapters["modules_to_save"]))
 
 
+def test_adapters_with_rank_or_alpha_patterns_are_never_hot_swapped(tmp_path, versions, zoo):
+    """peft's hot-swap rescales every layer by r and lora_alpha alone: a pattern's module would be wrong."""
+    options = dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], alpha_pattern={"v_proj": 32})
+    first = build.build_lora_adapter(zoo.llama, tmp_path / "first", train_steps=1, seed=1, **options)
+    second = build.build_lora_adapter(zoo.llama, tmp_path / "second", train_steps=1, seed=2, **options)
+    cache = cache_with(tmp_path, slots=1)
+    resident, _ = cache.acquire(versions["base"], "causal_lm", 0)
+    cache.activate(resident, Version("first", first))
+    cache.activate(resident, Version("second", second))
+
+    assert paths(cache) == {"switches": 0, "loads": 2, "hotswaps": 0, "hotswap_fallbacks": 0, "adapter_evictions": 1}
+    assert torch.equal(logits(resident.model), fresh_logits(zoo.llama, second))
+
+
 def test_a_hot_swap_that_raises_falls_back_to_loading(tmp_path, versions, zoo):
     # Its config says q_proj and v_proj like `attention`, but its weights also hold k_proj, which the
     # slot has no layers for: peft's hot-swap refuses it ("unexpected keys") before writing anything.

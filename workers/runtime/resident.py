@@ -9,8 +9,9 @@ Attaching an adapter that is not resident takes one of three paths (counted in `
 - load: peft builds new LoRA layers for it (`PeftModel.from_pretrained`, `load_adapter`) in a new
   slot, while the base has a free slot;
 - hotswap: the base's slots are full and the slot the policy gives up holds an adapter of the same
-  shape (LoRA rank, alpha, target modules, dtype, no modules_to_save...): its weights are replaced
-  in place with peft's hot-swap (peft.utils.hotswap), about 10x cheaper than building layers;
+  shape (LoRA rank, alpha, target modules, dtype; no rank or alpha patterns, no modules_to_save):
+  its weights are replaced in place with peft's hot-swap (peft.utils.hotswap), several times
+  cheaper than building layers (BENCHMARKS.md);
 - load + evict: the slot given up holds another shape (or the hot-swap raised): the adapter is
   loaded into a new slot and the old slot deleted.
 A slot keeps its peft adapter name across hot-swaps, so each attached adapter records its slot,
@@ -42,8 +43,6 @@ logger = logging.getLogger(__name__)
 SHAPE_FIELDS = (
     "r",
     "lora_alpha",
-    "rank_pattern",
-    "alpha_pattern",
     "target_modules",
     "exclude_modules",
     "layers_to_transform",
@@ -54,6 +53,8 @@ SHAPE_FIELDS = (
 )
 # Fields that only label an adapter or say how it was initialised for training.
 UNRELATED_FIELDS = {
+    "rank_pattern",  # must be empty: see adapter_shape
+    "alpha_pattern",
     "task_type",
     "peft_type",
     "auto_mapping",
@@ -105,6 +106,10 @@ def adapter_shape(config, directory: Path) -> tuple | None:
     from peft import LoraConfig
 
     if type(config) is not LoraConfig:
+        return None
+    if config.rank_pattern or config.alpha_pattern:
+        # peft's hot-swap recomputes each layer's scaling from r and lora_alpha alone (its pattern
+        # lookup never matches a full weight key), so per-module ranks or alphas would come out wrong.
         return None
     defaults = _lora_defaults()
     for name in vars(defaults):

@@ -110,9 +110,9 @@ def _fingerprint(target: Path, files: list[str]) -> dict | None:
 
 def _still_verified(state: dict, ref: str, relative: str, target: Path) -> bool:
     record = state["verified"].get(ref)
-    if not record or record.get("path") != relative:
+    if not isinstance(record, dict) or record.get("path") != relative or not record.get("files"):
         return False
-    return _fingerprint(target, list(record.get("files", {}))) == record["files"]
+    return _fingerprint(target, list(record["files"])) == record["files"]
 
 
 # --- The registry: the plan and the pulls ----------------------------------------------------------

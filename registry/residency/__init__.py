@@ -13,4 +13,6 @@ unloaded.
   slots per base), so the simulator's `lru` is the code the workers run.
 - snapshot: what a worker reports it holds resident (typed, validated), read by routing, metrics,
   the Workers page and `adapterctl workers`.
+- actions: a serving worker's desired state compiled into vLLM's and SGLang's runtime LoRA calls,
+  for the plan API (`?format=vllm|sglang`) and `adapterctl residency apply` alike.
 """

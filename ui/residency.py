@@ -317,7 +317,8 @@ def residency_tier(request, name: str, tier: str):
     plan_id = _int_param(request, "plan")
     state = (states.filter(plan_id=plan_id) if plan_id is not None else states.order_by("-plan_id")).first()
     if state is None:
-        raise Http404(f"no plan of {worker.name} {'is ' + str(plan_id) if plan_id else 'yet'}")
+        where = f"in plan {plan_id}" if plan_id is not None else "yet"
+        raise Http404(f"{worker.name} has no planned state {where}")
     entries = kind.entries(state.desired)
     start = min(_int_param(request, "start", 0), len(entries))
     page = entries[start : start + ENTRIES_PER_PAGE]

@@ -380,3 +380,37 @@ def test_in_chromium_the_plot_loads_lazily_and_show_all_opens_a_tier(page, live_
     assert "stored: 2 worker(s)" in page.inner_text(".messages")
     page.wait_for_load_state("networkidle")
     assert violations.messages == []
+
+
+def test_the_page_costs_the_same_queries_for_more_workers(client, bob, fleet):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    residency_replan(trigger="manual")
+    client.force_login(bob)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(URL).status_code == 200
+    for name in ("w3", "w4", "w5"):
+        fleet.register(name, gpu_slots=5)
+    fleet.post("w3", [window(v, minutes_ago=3, requests=10) for v in fleet.versions[:12]])
+    residency_replan(trigger="manual")
+    with CaptureQueriesContext(connection) as more:
+        html = client.get(URL).content.decode()
+    top = re.search(r'<table class="list top-adapters">.*?</table>', _card(html, "w3"), re.S).group(0)
+    assert 'id="worker-w5"' in html and top.count("<tr><td>") == 10
+    assert len(more) == len(few), [query["sql"][:120] for query in more.captured_queries]
+
+
+def test_worker_cards_come_in_keyset_pages(client, bob, carol):
+    fleet = Fleet(carol, adapters=1)
+    names = [f"s{index:02d}" for index in range(22)]
+    for name in names:
+        fleet.register(name, gpu_slots=1)
+    client.force_login(bob)
+    first = client.get(URL).content.decode()
+    assert re.findall(r'data-worker="(s\d+)"', first) == names[:20]
+    assert f'href="/residency/?after={names[19]}"' in first
+    second = client.get(f"{URL}?after={names[19]}", **HTMX)
+    html = second.content.decode()
+    assert "<html" not in html and re.findall(r'data-worker="(s\d+)"', html) == names[20:]
+    assert "More workers" not in html and "First workers" in html

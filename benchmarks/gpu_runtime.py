@@ -483,12 +483,13 @@ def measure_case(case: Case, device: str, root: Path, repeats: int, attach_only:
         resident_result, resident = resident_measures(case, device, root, repeats)
         del resident
         release(device)
-        attach = statistics.median(resident_result["attach_new"])
+        attach_new = resident_result["attach_new"]  # empty with fewer than 3 slots
+        attach = statistics.median(attach_new) if attach_new else None
         return {
             **cold_summary,
             "switch_resident_adapter_ms": ms(statistics.median(resident_result["switch"])),
-            "attach_new_adapter_to_resident_base_ms": ms(attach),
-            "speedup_attach_new_vs_cold": round(cold / attach, 1),
+            "attach_new_adapter_to_resident_base_ms": ms(attach) if attach else None,
+            "speedup_attach_new_vs_cold": round(cold / attach, 1) if attach else None,
             **attach_paths(case, device, root, repeats, cold, statistics.median(c["cpu"] for c in colds)),
             "repeats": repeats,
         }
@@ -504,7 +505,8 @@ def measure_case(case: Case, device: str, root: Path, repeats: int, attach_only:
     log(f"{case.name}: hotswap_adapter")
     hot = hotswap_measures(case, device, root, repeats)
     switch = statistics.median(resident_result["switch"])
-    attach = statistics.median(resident_result["attach_new"])
+    attach_new = resident_result["attach_new"]  # empty with fewer than 3 slots
+    attach = statistics.median(attach_new) if attach_new else None
     result = {
         "parameters": parameters,
         "dtype_on_device": dtype,
@@ -514,9 +516,9 @@ def measure_case(case: Case, device: str, root: Path, repeats: int, attach_only:
         **cold_summary,
         "switch_resident_adapter_ms": ms(switch),
         "switch_p95_ms": ms(sorted(resident_result["switch"])[int(0.95 * (len(resident_result["switch"]) - 1))]),
-        "attach_new_adapter_to_resident_base_ms": ms(attach),
+        "attach_new_adapter_to_resident_base_ms": ms(attach) if attach else None,
         "speedup_switch_vs_cold": round(cold / switch, 1),
-        "speedup_attach_new_vs_cold": round(cold / attach, 1),
+        "speedup_attach_new_vs_cold": round(cold / attach, 1) if attach else None,
         "eval": evaluation,
         "repeats": repeats,
     }

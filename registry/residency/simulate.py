@@ -405,6 +405,8 @@ def format_table(result: dict, seconds: float) -> str:
         ("miss rate", f"{result['miss_rate']:.4f}"),
         ("loads from disk", f"{result['loads']:,} ({result['bytes_loaded']:,} bytes)"),
         ("loads from host", f"{result['host_loads']:,} ({result['host_bytes_loaded']:,} bytes)"),
+        ("loads by plans", f"{result['plan_loads']:,} ({result['plan_bytes_loaded']:,} bytes, ahead of demand)"),
+        ("planning time", f"{result['plan_seconds']:.2f} s"),
         (
             "busiest worker",
             f"{result['max_worker_share']:.4f} of requests ({result['max_worker_share_vs_fair']:.2f} × fair share)",

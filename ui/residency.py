@@ -380,7 +380,7 @@ def _replay_figures(now: datetime) -> dict:
     workers = list(ServingWorker.objects.order_by("name"))
     by_worker = _replay_windows(workers, origin)
     versions = {key for windows in by_worker.values() for key in (w.adapter for w in windows)}
-    rows = AdapterVersion.objects.filter(id__in=versions).values_list("id", "total_bytes", "base_version_id")
+    rows = list(AdapterVersion.objects.filter(id__in=versions).values_list("id", "total_bytes", "base_version_id"))
     sizes = {str(vid): size for vid, size, _ in rows}
     bases = {str(vid): str(base) for vid, _, base in rows}
     interval = _replay_plan_interval(sum(1 for windows in by_worker.values() if windows))
@@ -405,7 +405,7 @@ def _replay_figures(now: datetime) -> dict:
         "scaled": fleet.scaled,
         "scale": fleet.scale,
         "plan_interval": interval,
-        "workers": len([name for name in fleet.workers]),
+        "workers": len(fleet.workers),
         "lru": _policy_figures(fleet.policies["lru"]),
         "planner": _policy_figures(fleet.policies["planner"]),
         "per_worker": [

@@ -414,3 +414,13 @@ def test_worker_cards_come_in_keyset_pages(client, bob, carol):
     html = second.content.decode()
     assert "<html" not in html and re.findall(r'data-worker="(s\d+)"', html) == names[20:]
     assert "More workers" not in html and "First workers" in html
+
+
+def test_the_replay_lists_each_worker_beside_the_fleet(client, bob, fleet):
+    fleet.register("w3", gpu_slots=1)
+    fleet.post("w3", [window(fleet.versions[i % 2], minutes_ago=30, length=1 + i, requests=5) for i in range(4)])
+    client.force_login(bob)
+    html = client.get(f"{URL}?panel=replay", **HTMX).content.decode()
+    table = re.search(r'<table class="list replay-workers">.*?</table>', html, re.S).group(0)
+    assert re.findall(r"<tr><td><code>(w\d)</code>", table) == ["w1", "w3"]
+    assert "4670 in the telemetry of 2 workers" in html

@@ -7,6 +7,8 @@ records its audit event in its own transaction (serving_worker.register/update/r
 residency_pin.add/remove).
 """
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -14,6 +16,7 @@ from registry import roles
 from registry.audit.services import audit_chain_lock, audit_record
 from registry.errors import Conflict, NotFound, RegistryError
 from registry.models import AdapterAlias, BaseModelVersion, ResidencyPin, ServingWorker
+from registry.models.residency import SERVING_WORKER_NAME
 from registry.refs import parse_name, parse_ref
 from registry.selectors import LATEST_ALIAS, adapter_version_get, base_version_get
 
@@ -29,6 +32,7 @@ WORKER_FIELDS = (
     "disk_bytes",
     "labels",
 )
+SERVING_WORKER_NAME_PATTERN = re.compile(SERVING_WORKER_NAME)
 # Which refusal code a model validation error on a field becomes.
 _FIELD_CODES = {
     "name": "serving_worker_name_invalid",
@@ -51,8 +55,10 @@ def _user_or_none(user):
 
 
 def serving_worker_get(name: str) -> ServingWorker:
-    worker = ServingWorker.objects.filter(name=name).prefetch_related("base_versions__base_model").first()
-    if worker is None:
+    # A name that cannot exist is not looked up (a NUL or a 10 kB string never reaches PostgreSQL).
+    valid = SERVING_WORKER_NAME_PATTERN.fullmatch(name or "")
+    worker = valid and ServingWorker.objects.filter(name=name).prefetch_related("base_versions__base_model").first()
+    if not worker:
         raise NotFound("serving_worker_not_found", f"no serving worker is named {name[:63]!r}", name=name[:63])
     return worker
 

@@ -34,6 +34,7 @@ from registry import roles
 from registry.errors import NotFound, RegistryError
 from registry.models import AdapterVersion, ServingWorker, TelemetryWindow
 from registry.refs import REF_PATTERN
+from registry.services.serving_fleet import SERVING_WORKER_NAME_PATTERN
 
 MAX_BATCH_ROWS = 10_000
 MAX_ROW_ERRORS = 1_000  # a refusal lists at most this many rows (and says how many in all)
@@ -130,8 +131,9 @@ def telemetry_ingest(*, by, worker_name, windows, now: datetime | None = None) -
 def _worker_named(name) -> ServingWorker:
     if not isinstance(name, str) or not name:
         raise RegistryError("telemetry_worker_required", "worker: give the serving worker's registered name")
-    worker = ServingWorker.objects.filter(name=name).only("id", "name").first()
-    if worker is None:
+    valid = SERVING_WORKER_NAME_PATTERN.fullmatch(name)  # a NUL or a 10 kB name never reaches PostgreSQL
+    worker = valid and ServingWorker.objects.filter(name=name).only("id", "name").first()
+    if not worker:
         raise NotFound(
             "serving_worker_not_found",
             f"no serving worker is named {name[:63]!r}; an admin registers it at /api/v1/residency/workers",

@@ -282,3 +282,11 @@ def test_demand_rows_are_arrays_summed_over_workers(carol_client, worker, base, 
     expected_end = datetime.fromisoformat(windows[0]["end"]).timestamp()
     assert expected_end in demand.window_end.tolist()
     assert telemetry_demand_rows(timezone.now()).codes.size == 0
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", "x" * 5000, "UPPER"])
+def test_a_name_that_cannot_exist_is_not_found(carol_client, worker, name):
+    posted = carol_client.post(TELEMETRY, {"worker": name, "windows": [{}]}, format="json")
+    read = carol_client.get("/api/v1/residency/workers/" + name.replace("\x00", "%00"))
+    assert (posted.status_code, _error(posted)["code"]) == (404, "serving_worker_not_found")
+    assert read.status_code == 404

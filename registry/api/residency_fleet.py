@@ -21,7 +21,7 @@ from registry import roles
 from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import token_scope_check
 from registry.api.schema import RefField, TextField, error_responses
-from registry.api.serializers import ListFilterSerializer, NoFilterSerializer, QueryDateTimeField
+from registry.api.serializers import EmptyIsInvalidMixin, ListFilterSerializer, NoFilterSerializer, QueryDateTimeField
 from registry.models import ResidencyPin, ServingWorker, TelemetryWindow
 from registry.models.residency import SERVING_WORKER_NAME
 from registry.selectors import adapter_version_get
@@ -67,6 +67,20 @@ class LabelsField(serializers.JSONField):
 
 @extend_schema_field(WORKER_NAME_SCHEMA)
 class WorkerNameField(serializers.CharField):
+    pass
+
+
+# Query filters: DRF reads `?worker=` as "not given"; the schema says a non-empty value, so an empty
+# one is refused like any other invalid one (registry/api/serializers.py EmptyIsInvalidMixin).
+class QueryTextField(EmptyIsInvalidMixin, TextField):
+    pass
+
+
+class QueryRefField(EmptyIsInvalidMixin, RefField):
+    pass
+
+
+class QueryChoiceField(EmptyIsInvalidMixin, serializers.ChoiceField):
     pass
 
 
@@ -221,7 +235,7 @@ class ResidencyPinCreateSerializer(serializers.Serializer):
 
 class PinFilterSerializer(ListFilterSerializer):
     paginated = False
-    worker = TextField(required=False, help_text="pins on this worker (pins for every worker included)")
+    worker = QueryTextField(required=False, help_text="pins on this worker (pins for every worker included)")
 
 
 def _pins():
@@ -312,10 +326,10 @@ class TelemetryWindowSerializer(serializers.Serializer):
 
 
 class TelemetryFilterSerializer(ListFilterSerializer):
-    worker = TextField(required=False, help_text="one serving worker's windows")
-    adapter = RefField(required=False, help_text="one adapter version's windows (any reference form)")
+    worker = QueryTextField(required=False, help_text="one serving worker's windows")
+    adapter = QueryRefField(required=False, help_text="one adapter version's windows (any reference form)")
     since = QueryDateTimeField(required=False, help_text="windows ending after this time (RFC 3339)")
-    resolution = serializers.ChoiceField(choices=TelemetryWindow.Resolution.choices, required=False)
+    resolution = QueryChoiceField(choices=TelemetryWindow.Resolution.choices, required=False)
 
 
 class TelemetryCursorPagination(VersionCursorPagination):

@@ -274,3 +274,9 @@ def test_a_viewer_cannot_pin(db, versions):
     vic = _user("vic", "viewer")
     response = _client_for(vic).post(PINS, {"target": versions[0].digest_ref}, format="json")
     assert (response.status_code, _error(response)) == (403, "permission_denied")
+
+
+@pytest.mark.parametrize("query", ["worker=", "nothing=1"])
+def test_pin_filters_are_checked(alice_client, db, query):
+    response = alice_client.get(f"{PINS}?{query}")
+    assert response.status_code == 400

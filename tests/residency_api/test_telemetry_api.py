@@ -263,6 +263,10 @@ def test_anyone_signed_in_reads_windows_in_pages_by_filter(carol_client, alice_c
         ({"adapter": "acme/nothing:v1"}, 404, "adapter_not_found"),
         ({"since": "soon"}, 400, "validation_error"),
         ({"colour": "blue"}, 400, "unknown_filter"),
+        ({"worker": ""}, 400, "validation_error"),
+        ({"adapter": ""}, 400, "validation_error"),
+        ({"resolution": ""}, 400, "validation_error"),
+        ({"resolution": "minute"}, 400, "validation_error"),
     ],
 )
 def test_bad_filters_are_refused(alice_client, worker, query, status, code):

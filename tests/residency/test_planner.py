@@ -211,13 +211,15 @@ def test_previous_plan_given_as_refs_is_honoured_like_a_plan_object():
 
 def test_desired_state_lists_refs_per_tier_and_what_to_evict():
     cands = candidates([5.0, 4.0, 3.0, 2.0])
-    worker = WorkerSpec("w0", frozenset({"llama"}), gpu_slots=1, host_slots=1, disk_bytes=100)
+    worker = WorkerSpec("w0", frozenset({"llama"}), gpu_slots=2, host_slots=1, disk_bytes=100)
     result = plan(cands, [worker])
-    previous = {"gpu": ["ns/gone@sha256:" + "0" * 64], "host": [cands.refs[1]]}
+    previous = {"gpu": [{"ref": "ns/gone@sha256:" + "0" * 64}], "host": [cands.refs[1]]}  # entries or bare refs
     state = result.desired_state("w0", cands, previous=previous)
-    assert [entry["ref"] for entry in state["gpu"]] == [cands.refs[0]]
+    assert [entry["ref"] for entry in state["gpu"]] == cands.refs[:2]
     assert state["gpu"][0]["pinned"] is True and state["gpu"][0]["bytes"] == 100 and state["gpu"][0]["rank"] == 16
-    assert len(state["host"]) == 1 and len(state["disk"]) == 1
+    assert state["gpu"][1]["pinned"] is False  # the reserve slot: the engine's LRU keeps it
+    assert [entry["ref"] for entry in state["host"]] == [cands.refs[2]]
+    assert [entry["ref"] for entry in state["disk"]] == [cands.refs[3]]
     assert state["evict"] == ["ns/gone@sha256:" + "0" * 64]
 
 
@@ -294,14 +296,27 @@ def trace_of(keys):
 
 
 def test_planner_replay_on_a_hand_computed_trace():
-    # One slot, plans at ts 0 and 4. ts 0: no past, nothing planned; LRU: a miss, a hit, a hit, b miss.
-    # ts 4: the past says a 3, b 1, so a is loaded back (one plan load) and pinned: then c misses
-    # without displacing it and a hits twice.
-    trace = trace_of("aaabacaa")
-    replay = PlannerReplay(trace, 1, Capacity(gpu_slots=1))
-    result = simulate(trace, "planner", 1, Capacity(gpu_slots=1), True, replay, plan_interval=4.0)
-    assert (result["gpu_hits"], result["misses"], result["plan_loads"]) == (5, 3, 1)
+    # Two slots, plans at ts 0 and 4. ts 0: no past, nothing planned; LRU: a misses, then hits 3 times.
+    # ts 4: the past says a 4 times: a is planned and pinned (the second slot is the engine's reserve).
+    # Then b, c, d each miss and take turns in the reserve slot without displacing a, which hits at
+    # the end. Plain LRU evicts a on the scan (b, c, d) and misses it.
+    trace = trace_of("aaaabcda")
+    capacity = Capacity(gpu_slots=2)
+    replay = PlannerReplay(trace, 1, capacity)
+    result = simulate(trace, "planner", 1, capacity, True, replay, plan_interval=4.0)
+    assert (result["gpu_hits"], result["misses"], result["plan_loads"]) == (4, 4, 0)
     assert replay.plans == 2
+    assert simulate(trace, "lru", 1, capacity)["gpu_hits"] == 3
+
+
+def test_with_one_slot_nothing_is_pinned_and_the_plan_only_preloads():
+    # One slot: the reserve leaves nothing to pin. ts 4: a (3 of 4 requests) is loaded back ahead of
+    # demand (one plan load) and hits; c then takes the slot, a misses once more and hits last.
+    trace = trace_of("aaabacaa")
+    capacity = Capacity(gpu_slots=1)
+    replay = PlannerReplay(trace, 1, capacity)
+    result = simulate(trace, "planner", 1, capacity, True, replay, plan_interval=4.0)
+    assert (result["gpu_hits"], result["misses"], result["plan_loads"]) == (4, 4, 1)
 
 
 def test_planner_beats_the_engine_caches_on_a_zipf_trace():
@@ -324,6 +339,32 @@ def test_only_adapters_with_enough_requests_behind_their_forecast_are_pinned():
         demand=[5.0, 4.0, 3.0],
         evidence=[50.0, 2.0, 3.0],
     )
-    result = plan(cands, [WorkerSpec("w0", frozenset({"llama"}), gpu_slots=3)])
+    result = plan(cands, [WorkerSpec("w0", frozenset({"llama"}), gpu_slots=4)])
     worker = result.workers["w0"]
     assert dict(zip(worker.gpu.tolist(), worker.pinned.tolist(), strict=True)) == {0: True, 1: False, 2: True}
+
+
+def test_a_reserve_of_gpu_room_is_never_pinned():
+    cands = candidates([5.0, 4.0, 3.0], sizes=[100, 300, 200])
+    by_slots = plan(cands, [WorkerSpec("w0", frozenset({"llama"}), gpu_slots=3)])
+    assert by_slots.workers["w0"].pinned.tolist() == [True, True, False]
+    # Bytes: density order 0 (5/100), 2 (3/200), 1 (4/300); room for the largest planned adapter (300)
+    # stays unpinned, so 100 + 200 of the 600 are pinned.
+    by_bytes = plan(cands, [WorkerSpec("w0", frozenset({"llama"}), gpu_bytes=600)])
+    assert by_bytes.workers["w0"].gpu.tolist() == [0, 2, 1]
+    assert by_bytes.workers["w0"].pinned.tolist() == [True, True, False]
+    no_reserve = plan(cands, [WorkerSpec("w0", frozenset({"llama"}), gpu_slots=3)], config=PlanConfig(reserve_slots=0))
+    assert no_reserve.workers["w0"].pinned.tolist() == [True, True, True]
+
+
+def test_demand_moving_on_one_base_leaves_the_plans_of_other_bases_alone():
+    cands = zipf_candidates(400)  # bases llama and mistral, alternating
+    workers = [WorkerSpec(f"l{w}", frozenset({"llama"}), gpu_slots=10) for w in range(3)]
+    workers += [WorkerSpec(f"m{w}", frozenset({"mistral"}), gpu_slots=10) for w in range(3)]
+    before = plan(cands, workers)
+    mistral = np.array([cands.base_keys[b] == "mistral" for b in cands.base])
+    hotter = Candidates.build(cands.refs, [cands.base_keys[b] for b in cands.base], cands.sizes,
+                              np.where(mistral, cands.demand * 5, cands.demand), cands.ranks)  # fmt: skip
+    after = plan(hotter, workers, previous=before)
+    for name in ("l0", "l1", "l2"):
+        assert after.workers[name].gpu.tolist() == before.workers[name].gpu.tolist()

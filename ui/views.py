@@ -446,12 +446,6 @@ def job_cancel_action(request, job_id):
     return redirect("ui:workers")
 
 
-@require_GET
-@login_required
-def placeholder(request, section: str):
-    return render(request, "ui/placeholder.html", {"section": section})
-
-
 # --- Login throttling ---------------------------------------------------------------
 
 

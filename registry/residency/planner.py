@@ -471,36 +471,64 @@ class _GpuPlacement:
         return self.copies > 0
 
 
+SPREAD_ROUNDS = 4
+
+
 def _spread(candidates: Candidates, fleet: _Fleet, order: np.ndarray, tier: str) -> list:
     """Host or disk lists: each adapter (in priority order) to one eligible worker by a stable hash
-    of its ref, then each worker's list cut at its budget. Returns per worker an index array."""
-    slots, budget = fleet.capacity(tier)
+    of its ref, each worker's share cut at its budget; what was cut goes round again among the
+    workers with room left (the hash shifted by the round), so a worker is not left empty because
+    the hash happened to favour its neighbour. Returns per worker an index array in priority order."""
+    slots_left, budget_left = fleet.capacity(tier)
     count = len(fleet.specs)
-    empty = [np.zeros(0, np.int64) for _ in range(count)]
-    if not len(order) or not np.any((slots > 0) & (budget > 0)):
-        return empty
-    ranks = candidates.ranks[order]
-    bases = candidates.base[order]
+    if not len(order) or not np.any((slots_left > 0) & (budget_left > 0)):
+        return [np.zeros(0, np.int64) for _ in range(count)]
+    position = np.arange(len(order))  # priority position of each pending adapter
     hashes = _stable_hashes(candidates, order)
-    owner = np.full(len(order), -1, np.int64)
-    # Groups of (base, rank level): adapters in one group have the same eligible workers.
+    groups = _eligibility_groups(candidates, fleet, order)
+    taken: list[list] = [[] for _ in range(count)]
+    for round_ in range(SPREAD_ROUNDS):
+        room = (slots_left >= 1) & (budget_left > 0)
+        if not len(position) or not room.any():
+            break
+        owner = _owners(fleet, groups, position, hashes + round_, room)
+        placed = np.zeros(len(position), bool)
+        for w in np.unique(owner[owner >= 0]).tolist():
+            mine = np.flatnonzero(owner == w)
+            sizes = candidates.sizes[order[position[mine]]]
+            fits = np.arange(len(mine)) < slots_left[w] if math.isfinite(slots_left[w]) else np.ones(len(mine), bool)
+            if math.isfinite(budget_left[w]):
+                fits &= np.cumsum(sizes) <= budget_left[w]
+            taken[w].append(position[mine[fits]])
+            placed[mine[fits]] = True
+            slots_left[w] -= int(fits.sum())
+            budget_left[w] -= float(sizes[fits].sum())
+        position, hashes, groups = position[~placed], hashes[~placed], groups[~placed]
+    return [order[np.sort(np.concatenate(parts))] if parts else np.zeros(0, np.int64) for parts in taken]
+
+
+def _eligibility_groups(candidates: Candidates, fleet: _Fleet, order: np.ndarray) -> np.ndarray:
+    """Per adapter in `order` a group number: one group per (base, rank level), i.e. per set of
+    eligible workers (levels: how many distinct worker rank limits the adapter's rank exceeds)."""
     levels = np.unique(fleet.max_rank)
-    level = np.searchsorted(levels, ranks, side="left")
-    for base in np.unique(bases).tolist():
-        for lvl in np.unique(level[bases == base]).tolist():
-            members = np.flatnonzero((bases == base) & (level == lvl))
-            rank = int(ranks[members[0]])
-            eligible = np.flatnonzero(fleet.eligible(base, rank) & (slots > 0) & (budget > 0))
-            if len(eligible):
-                owner[members] = eligible[hashes[members] % len(eligible)]
-    result = []
-    for w in range(count):
-        mine = order[owner == w]
-        keep = np.arange(len(mine)) < slots[w] if math.isfinite(slots[w]) else np.ones(len(mine), bool)
-        if math.isfinite(budget[w]):
-            keep &= np.cumsum(candidates.sizes[mine]) <= budget[w]
-        result.append(mine[keep])
-    return result
+    level = np.searchsorted(levels, candidates.ranks[order], side="left")
+    return candidates.base[order].astype(np.int64) * (len(levels) + 1) + level
+
+
+def _owners(
+    fleet: _Fleet, groups: np.ndarray, position: np.ndarray, hashes: np.ndarray, room: np.ndarray
+) -> np.ndarray:
+    """Per pending adapter the worker its hash picks among the eligible workers with room (-1: none)."""
+    levels = np.unique(fleet.max_rank)
+    owner = np.full(len(position), -1, np.int64)
+    for group in np.unique(groups).tolist():
+        members = np.flatnonzero(groups == group)
+        base, level = divmod(group, len(levels) + 1)
+        rank_limit_ok = fleet.max_rank >= (levels[level] if level < len(levels) else math.inf)
+        eligible = np.flatnonzero(fleet.serves[base] & rank_limit_ok & room)
+        if len(eligible):
+            owner[members] = eligible[hashes[members] % len(eligible)]
+    return owner
 
 
 def _stable_hashes(candidates: Candidates, order: np.ndarray) -> np.ndarray:

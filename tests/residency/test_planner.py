@@ -368,3 +368,16 @@ def test_demand_moving_on_one_base_leaves_the_plans_of_other_bases_alone():
     after = plan(hotter, workers, previous=before)
     for name in ("l0", "l1", "l2"):
         assert after.workers[name].gpu.tolist() == before.workers[name].gpu.tolist()
+
+
+def test_host_entries_the_hash_crowds_onto_one_worker_spill_to_the_others():
+    import zlib
+
+    refs = [f"ns/a{i}@sha256:{i:064x}" for i in range(40)]
+    # The hot one goes to GPU on both workers; then two refs the hash sends to the same worker.
+    same = [ref for ref in refs[1:] if zlib.crc32(ref.encode()) % 2 == 0][:2]
+    cands = Candidates.build([refs[0], *same], ["llama"] * 3, [100] * 3, [10.0, 2.0, 1.0])
+    workers = [WorkerSpec(f"w{w}", frozenset({"llama"}), gpu_slots=1, host_slots=1) for w in range(2)]
+    result = plan(cands, workers)
+    assert sorted(len(worker_plan.host) for worker_plan in result.workers.values()) == [1, 1]
+    assert sorted(int(i) for worker_plan in result.workers.values() for i in worker_plan.host) == [1, 2]

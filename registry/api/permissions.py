@@ -39,18 +39,30 @@ def _signed_in(request) -> bool:
     return bool(request.user and request.user.is_authenticated)
 
 
-class CanPushOrReadOnly(BasePermission):
-    """Anyone signed in reads; writes need the engineer or admin role somewhere (globally or on a
-    namespace). The namespace written to is checked once it is known (roles.require_push)."""
+class SignedInReadsRoleWrites(BasePermission):
+    """Anyone signed in reads; a write needs what `may_write` says of the user (and the view's
+    token scope, token_scope_check). Subclasses say who may write and the message when not."""
 
     applies_token_scope = True
-    message = "pushing needs the engineer or admin role, globally or in a namespace"
+
+    def may_write(self, user) -> bool:
+        raise NotImplementedError
 
     def has_permission(self, request, view):
         if not _signed_in(request):
             return False
         token_scope_check(request, view)
-        return request.method in SAFE_METHODS or roles.can_push(request.user)
+        return request.method in SAFE_METHODS or self.may_write(request.user)
+
+
+class CanPushOrReadOnly(SignedInReadsRoleWrites):
+    """Writes need the engineer or admin role somewhere (globally or on a namespace). The namespace
+    written to is checked once it is known (roles.require_push)."""
+
+    message = "pushing needs the engineer or admin role, globally or in a namespace"
+
+    def may_write(self, user) -> bool:
+        return roles.can_push(user)
 
 
 class IsAdminRole(BasePermission):

@@ -13,13 +13,12 @@ Rules and refusal codes live in registry/services/serving_fleet.py and registry/
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import roles
 from registry.api.pagination import VersionCursorPagination
-from registry.api.permissions import token_scope_check
+from registry.api.permissions import SignedInReadsRoleWrites
 from registry.api.schema import RefField, TextField, error_responses
 from registry.api.serializers import EmptyIsInvalidMixin, ListFilterSerializer, NoFilterSerializer, QueryDateTimeField
 from registry.models import ResidencyPin, ServingWorker, TelemetryWindow
@@ -30,37 +29,24 @@ from registry.services import serving_fleet, telemetry
 WORKER_NAME_SCHEMA = {"type": "string", "pattern": f"^{SERVING_WORKER_NAME}$", "description": "a serving worker"}
 
 
-def _signed_in(request) -> bool:
-    return bool(request.user and request.user.is_authenticated)
+class FleetAdminOrReadOnly(SignedInReadsRoleWrites):
+    """Writes need the global admin role in person (never a scoped token)."""
 
-
-class FleetAdminOrReadOnly(BasePermission):
-    """Anyone signed in reads; writes need the global admin role in person (never a scoped token)."""
-
-    applies_token_scope = True
     message = "changing the serving fleet needs the global admin role"
 
-    def has_permission(self, request, view):
-        if not _signed_in(request):
-            return False
-        token_scope_check(request, view)
-        return request.method in SAFE_METHODS or roles.is_admin(request.user)
+    def may_write(self, user) -> bool:
+        return roles.is_admin(user)
 
 
-class TelemetryPosterOrReadOnly(BasePermission):
-    """Anyone signed in reads; posting needs a global admin or a token with the telemetry scope."""
+class TelemetryPosterOrReadOnly(SignedInReadsRoleWrites):
+    """Posting needs a global admin or a token with the telemetry scope."""
 
-    applies_token_scope = True
     message = "posting telemetry needs the global admin role (or a token with the telemetry scope made by an admin)"
 
-    def has_permission(self, request, view):
-        if not _signed_in(request):
-            return False
-        token_scope_check(request, view)
-        return request.method in SAFE_METHODS or roles.can_post_telemetry(request.user)
+    def may_write(self, user) -> bool:
+        return roles.can_post_telemetry(user)
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
 class LabelsField(serializers.JSONField):
     """A flat object of string labels; checked by the model (serving_worker_labels_invalid)."""
 

@@ -78,7 +78,8 @@ def test_a_pushed_adapter_is_checked_and_evaluated_end_to_end(pool, alice, zoo, 
     assert evaluation.ran_on == worker and evaluation.result["device"] == "cpu"
     dynamic = Check.objects.get(adapter_version=second, kind=Check.Kind.DYNAMIC)
     assert dynamic.verdict == Check.Verdict.PASS and dynamic.details["max_abs_output_change"] > 0
-    assert Worker.objects.get(hostname=worker).holds_base(base.id)
+    # The resident set reaches the database with the next heartbeat, not with the job's result.
+    wait_for(lambda: Worker.objects.get(hostname=worker).holds_base(base.id), 15, "the heartbeat to report the base", pool)
 
 
 def adapter_with(zoo, tmp_path, name, change):

@@ -8,8 +8,23 @@ received -> checking -> ready | rejected.
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q
+
+
+def name_grams(column: str) -> Func:
+    """The indexed expression behind the live name search: the lower-cased 2- and 3-letter
+    substrings of a name (SQL function `registry_name_grams`, migration 0015). A substring search
+    for q is `grams(name) @> grams(q) AND name ILIKE '%q%'`, answered from a GIN index on it; see
+    registry/search.py for why this and not pg_trgm or full-text search."""
+    return Func(F(column), function="registry_name_grams")
+
+
+def keyset_index(*leading: str, name: str) -> models.Index:
+    """An index serving `[leading =] ... ORDER BY created_at DESC, id DESC` with a keyset cursor
+    `ROW(created_at, id) < ROW(...)` (registry/keyset.py): one range scan per page, ties included."""
+    return models.Index(fields=[*leading, "created_at", "id"], name=name)
 
 
 class Status(models.TextChoices):
@@ -60,7 +75,7 @@ class Version(models.Model):
     status_reason = models.TextField(blank=True)
     total_bytes = models.BigIntegerField()
     parameter_count = models.BigIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)  # indexed with id: keyset_index()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     # The README.md model card read at ingest (registry/formats/model_card.py): front-matter
     # fields, warnings and sanitised HTML, so a page view reads no blob. Null: no card.
@@ -88,6 +103,7 @@ class Version(models.Model):
 class BaseModel(Repository):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="unique_base_model_name")]
+        indexes = [GinIndex(name_grams("name"), name="base_model_name_grams", fastupdate=False)]
 
 
 class BaseModelVersion(Version):
@@ -98,6 +114,9 @@ class BaseModelVersion(Version):
     num_layers = models.PositiveIntegerField(null=True)
     dtype = models.CharField(max_length=16, blank=True)
     config = models.JSONField(default=dict)
+    # Every tensor's name, dtype and shape, read from the safetensors headers once at registration,
+    # so an adapter push checks compatibility without reading the base's blobs. Null: older rows.
+    tensor_index = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -105,7 +124,11 @@ class BaseModelVersion(Version):
             models.UniqueConstraint(fields=["base_model", "number"], name="unique_base_version_number"),
             models.UniqueConstraint(fields=["base_model", "digest"], name="unique_base_version_digest"),
         ]
-        indexes = [models.Index(fields=["digest"])]
+        indexes = [
+            models.Index(fields=["digest"]),
+            keyset_index(name="base_version_keyset"),
+            keyset_index("status", name="base_version_status_keyset"),
+        ]
 
     @property
     def repository(self) -> BaseModel:
@@ -114,12 +137,25 @@ class BaseModelVersion(Version):
 
 class Adapter(Repository):
     class Meta:
+        # (namespace, name) is unique, so its index also serves `namespace=` and the namespace
+        # type-ahead (registry/namespaces.py); `name=` across namespaces and the search get their own.
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="unique_adapter_name")]
+        indexes = [
+            models.Index(fields=["name"], name="adapter_name"),
+            GinIndex(name_grams("name"), name="adapter_name_grams", fastupdate=False),
+        ]
 
 
 class AdapterVersion(Version):
-    adapter = models.ForeignKey(Adapter, on_delete=models.PROTECT, related_name="versions")
-    base_version = models.ForeignKey(BaseModelVersion, on_delete=models.PROTECT, related_name="adapter_versions")
+    # No single-column indexes on these keys: the keyset indexes below lead with them (and the
+    # unique (adapter, number) constraint with the adapter), which is one index less to write per push.
+    adapter = models.ForeignKey(Adapter, on_delete=models.PROTECT, related_name="versions", db_index=False)
+    base_version = models.ForeignKey(
+        BaseModelVersion, on_delete=models.PROTECT, related_name="adapter_versions", db_index=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
 
     peft_type = models.CharField(max_length=32)
@@ -151,11 +187,16 @@ class AdapterVersion(Version):
             models.UniqueConstraint(fields=["adapter", "digest"], name="unique_adapter_version_digest"),
             models.CheckConstraint(condition=~Q(parent=models.F("id")), name="adapter_version_not_own_parent"),
         ]
+        # Every filter of the version list, each followed by the keyset order (BENCHMARKS.md, scale).
         indexes = [
             models.Index(fields=["digest"]),
-            models.Index(fields=["status", "-created_at"]),
-            models.Index(fields=["peft_type", "-created_at"]),
-            models.Index(fields=["base_version", "-created_at"]),
+            keyset_index(name="adapter_version_keyset"),
+            keyset_index("adapter", name="adapter_version_adapter_keyset"),
+            keyset_index("base_version", name="adapter_version_base_keyset"),
+            keyset_index("status", name="adapter_version_status_keyset"),
+            keyset_index("peft_type", name="adapter_version_peft_keyset"),
+            keyset_index("r", name="adapter_version_r_keyset"),
+            keyset_index("created_by", name="adapter_version_creator_keyset"),
         ]
 
     @property

@@ -77,7 +77,7 @@ class Job(models.Model):
     base_was_resident = models.BooleanField(null=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)  # indexed with id below
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -86,6 +86,10 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["state", "claimed_by"]),
             models.Index(fields=["state", "dispatched_at"], name="job_state_dispatched_idx"),
+            # The job list's keyset order, alone and after its selective filters.
+            models.Index(fields=["created_at", "id"], name="job_keyset"),
+            models.Index(fields=["state", "created_at", "id"], name="job_state_keyset"),
+            models.Index(fields=["ran_on", "created_at", "id"], name="job_worker_keyset"),
         ]
 
     @property

@@ -1,0 +1,169 @@
+"""Lists at a million adapters (issue 13): keyset pages with ties, the indexed name search, and
+the indexes the lists rely on. Rows are made with bulk_create: the lists read rows, not files."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from registry import selectors
+from registry.models import Adapter, AdapterVersion, BaseModel, BaseModelVersion, Job
+
+NAMES = ["support-bot", "Billing-Helper", "legal_triage", "SUPPORT-router", "sales.bot", "triage-support-x"]
+
+
+@pytest.fixture
+def base(db):
+    model = BaseModel.objects.create(namespace="acme", name="llama")
+    return BaseModelVersion.objects.create(base_model=model, number=1, digest="b" * 64, total_bytes=1, parameter_count=1)
+
+
+def versions_of(adapters, base, per_adapter=1, created_at=None):
+    rows = [
+        AdapterVersion(
+            adapter=adapter,
+            number=number,
+            digest=f"{adapter.id:032x}{number:032x}",
+            base_version=base,
+            total_bytes=1,
+            parameter_count=1,
+            peft_type="LORA",
+            r=8,
+            tensor_count=2,
+        )
+        for adapter in adapters
+        for number in range(1, per_adapter + 1)
+    ]
+    AdapterVersion.objects.bulk_create(rows)
+    if created_at is not None:  # as one bulk statement would leave them: every row the same instant
+        AdapterVersion.objects.filter(id__in=[row.id for row in rows]).update(created_at=created_at)
+    return rows
+
+
+@pytest.fixture
+def named(base):
+    adapters = Adapter.objects.bulk_create([Adapter(namespace="acme", name=name) for name in NAMES])
+    versions_of(adapters, base)
+    return adapters
+
+
+def walk(client, url):
+    seen, pages = [], 0
+    while url:
+        body = client.get(url).json()
+        seen.extend(row["id"] for row in body["results"])
+        url, pages = body["next"], pages + 1
+    return seen, pages
+
+
+def test_cursor_pages_cover_rows_sharing_one_timestamp_exactly_once_both_ways(alice_client, base):
+    adapters = Adapter.objects.bulk_create([Adapter(namespace="bulk", name=f"a{i}") for i in range(45)])
+    versions_of(adapters, base, per_adapter=3, created_at=timezone.now())
+    expected = [str(pk) for pk in AdapterVersion.objects.order_by("-created_at", "-id").values_list("id", flat=True)]
+
+    forward, pages = walk(alice_client, "/api/v1/adapters/?page_size=20")
+    assert forward == expected and pages == 7  # 135 rows, one timestamp: ties broken by id
+
+    last_page = alice_client.get("/api/v1/adapters/?page_size=20").json()
+    for _ in range(6):
+        last_page = alice_client.get(last_page["next"]).json()
+    assert last_page["next"] is None and len(last_page["results"]) == 15
+    pages_back, url = [], last_page["previous"]
+    while url:  # each page still reads newest first; the pages come in reverse
+        body = alice_client.get(url).json()
+        pages_back = [row["id"] for row in body["results"]] + pages_back
+        url = body["previous"]
+    assert pages_back == expected[:120]
+
+
+def test_a_cursor_the_list_did_not_give_out_is_refused(alice_client, named):
+    for cursor in ["not-a-cursor", "WyJuZXh0IiwgWyJ4Il1d", "W10"]:
+        response = alice_client.get("/api/v1/adapters/", {"cursor": cursor})
+        assert response.status_code == 400, cursor
+        assert "cursor" in response.json()["error"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("support", {"support-bot", "SUPPORT-router", "triage-support-x"}),
+        ("PORT-R", {"SUPPORT-router"}),  # inside the name, any case
+        ("ot", {"support-bot", "sales.bot"}),  # two letters: still from the index
+        ("g", {"Billing-Helper", "legal_triage", "triage-support-x"}),  # one letter: ILIKE alone
+        ("l_t", {"legal_triage"}),  # `_` is a letter here, not LIKE's wildcard
+        ("%", set()),
+        ("nothing", set()),
+    ],
+)
+def test_the_name_search_finds_substrings_in_any_case(alice_client, named, search, expected):
+    rows = alice_client.get("/api/v1/adapters/", {"search": search}).json()["results"]
+    assert {row["name"] for row in rows} == expected
+
+
+def test_a_common_search_walks_the_list_and_finds_the_same_rows(alice_client, named, monkeypatch):
+    rare = alice_client.get("/api/v1/adapters/", {"search": "support"}).json()["results"]
+    monkeypatch.setattr(selectors, "SEARCH_NAME_CAP", 1)  # three matches: now "common"
+    common = alice_client.get("/api/v1/adapters/", {"search": "support"}).json()["results"]
+    assert [row["id"] for row in common] == [row["id"] for row in rare] and len(rare) == 3
+
+
+def test_a_search_costs_the_same_queries_however_many_names_match(alice_client, base):
+    def queries_for_search():
+        with CaptureQueriesContext(connection) as captured:
+            assert alice_client.get("/api/v1/adapters/", {"search": "bot"}).status_code == 200
+        return len(captured)
+
+    versions_of(Adapter.objects.bulk_create([Adapter(namespace="q", name=f"bot-{i}") for i in range(3)]), base)
+    few = queries_for_search()
+    versions_of(Adapter.objects.bulk_create([Adapter(namespace="q", name=f"bot-x{i}") for i in range(60)]), base)
+    assert queries_for_search() == few
+
+
+INDEXES = {
+    "registry_adapterversion": [
+        "adapter_version_keyset",
+        "adapter_version_adapter_keyset",
+        "adapter_version_base_keyset",
+        "adapter_version_status_keyset",
+        "adapter_version_peft_keyset",
+        "adapter_version_r_keyset",
+        "adapter_version_creator_keyset",
+    ],
+    "registry_adapter": ["adapter_name", "adapter_name_grams"],
+    "registry_basemodel": ["base_model_name_grams"],
+    "registry_basemodelversion": ["base_version_keyset", "base_version_status_keyset"],
+    "registry_job": ["job_keyset", "job_state_keyset", "job_worker_keyset"],
+}
+
+
+def test_the_migrations_create_the_list_indexes(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+        found = {(table, name): definition for table, name, definition in cursor.fetchall()}
+    for table, names in INDEXES.items():
+        for name in names:
+            assert (table, name) in found, f"{name} on {table}"
+    assert "(created_at, id)" in found[("registry_adapterversion", "adapter_version_keyset")]
+    grams = found[("registry_adapter", "adapter_name_grams")]
+    assert "gin (registry_name_grams" in grams and "fastupdate=off" in grams  # no pending list to scan
+
+
+def plan_of(queryset) -> str:
+    with connection.cursor() as cursor:
+        # Tiny tables: ask whether an index *can* serve the query, filter and order both.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        sql, params = queryset.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_lists_are_answered_from_their_indexes(named):
+    assert "adapter_name_grams" in plan_of(Adapter.objects.filter(name__substring="support"))
+    first_page = AdapterVersion.objects.order_by("-created_at", "-id").values("id")[:51]
+    assert "adapter_version_keyset" in plan_of(first_page)
+    by_status = AdapterVersion.objects.filter(status="ready").order_by("-created_at", "-id").values("id")[:51]
+    assert "adapter_version_status_keyset" in plan_of(by_status)
+    queued = Job.objects.filter(state="queued").order_by("-created_at", "-id").values("id")[:51]
+    assert "job_state_keyset" in plan_of(queued)

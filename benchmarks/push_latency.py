@@ -1,0 +1,210 @@
+"""Latency of one small LoRA push over HTTP, side by side with MLflow's log + register.
+
+Each registry push is a real `POST /api/v1/adapters/` to gunicorn (1 sync worker) with a
+peft-made LoRA (adapter_config.json, adapter_model.safetensors, README.md): full validation,
+the static check against the base, the compatibility job enqueued. Every push has new bytes
+(fresh random weights under the same header) and a new adapter name, as one adapter per
+customer would. Interleaved with the pushes, in the same run, MLflow logs the same three files
+as a run's artifacts and registers them as a model version (sqlite tracking store and a local
+artifact root, MLflow's own single-machine set-up).
+
+Target (issue 13): push p50 <= 25 ms.
+Run: CELERY_BROKER_URL=redis://127.0.0.1:6379/<db> .venv/bin/python benchmarks/push_latency.py [--pushes 60]
+`--profile` instead pushes in-process through Django's test client and prints the SQL
+statements of one push and the cProfile top functions (no HTTP).
+"""
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import struct
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import OUT, engineer_token, machine_description, setup_django, start_server
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
+README = "---\nlicense: apache-2.0\nlibrary_name: peft\n---\n# A support persona\n\nA small LoRA.\n"
+
+
+def base_and_adapter() -> tuple[Path, Path]:
+    """A Llama-style base (8 layers) and a peft LoRA on it (r=8, q/k/v/o), built once and kept."""
+    from registry.demo.build import build_llama_base, build_lora_adapter
+
+    base_dir, adapter_dir = OUT / "push-base", OUT / "push-adapter"
+    if not (base_dir / "config.json").exists():
+        build_llama_base(base_dir, hidden_size=128, num_layers=8, vocab_size=256)
+    if not (adapter_dir / "adapter_model.safetensors").exists():
+        build_lora_adapter(base_dir, adapter_dir, r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        (adapter_dir / "README.md").write_text(README)
+    return base_dir, adapter_dir
+
+
+def fresh_weights(template: bytes) -> bytes:
+    """The same safetensors header with new random tensor bytes: new content, same shapes."""
+    (header_length,) = struct.unpack("<Q", template[:8])
+    head = template[: 8 + header_length]
+    return head + os.urandom(len(template) - len(head))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summary(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(percentile(ms, 0.95), 1),
+        "min_ms": round(min(ms), 1),
+        "n": len(ms),
+    }
+
+
+class MlflowRegistry:
+    """MLflow's log + register of the same files: one run, its artifacts, one model version."""
+
+    def __init__(self, root: Path):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and not what is timed
+        import mlflow
+
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        self.client = mlflow.MlflowClient()
+        self.experiment = mlflow.create_experiment(f"push-{uuid.uuid4().hex[:8]}", artifact_location=str(root / "art"))
+
+    def push(self, directory: Path, name: str) -> None:
+        # MLflow 3's register_model wants a logged model; the registry client registers any
+        # run's artifacts, which is what a PEFT directory logged as artifacts is.
+        with self.mlflow.start_run(experiment_id=self.experiment) as run:
+            self.mlflow.log_artifacts(str(directory), artifact_path="adapter")
+        self.client.create_registered_model(name)
+        self.client.create_model_version(name, source=f"{run.info.artifact_uri}/adapter", run_id=run.info.run_id)
+
+
+def write_variant(source: Path, target: Path, template: bytes) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ADAPTER_FILES:
+        data = fresh_weights(template) if name == "adapter_model.safetensors" else (source / name).read_bytes()
+        (target / name).write_bytes(data)
+
+
+def registry_push(client, url: str, token: str, directory: Path, name: str, base_ref: str) -> float:
+    files = [("file", (p, (directory / p).read_bytes(), "application/octet-stream")) for p in ADAPTER_FILES]
+    started = time.perf_counter()
+    response = client.post(
+        f"{url}/api/v1/adapters/",
+        data={"name": name, "base": base_ref},
+        files=files,
+        headers={"Authorization": f"Token {token}"},
+    )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 201 or response.json()["status"] != "checking":
+        raise SystemExit(f"push failed: {response.status_code} {response.text[:500]}")
+    return elapsed
+
+
+def run_http(args, base_ref: str, adapter_dir: Path) -> dict:
+    import httpx
+
+    token = engineer_token()
+    template = (adapter_dir / "adapter_model.safetensors").read_bytes()
+    server, url = start_server()
+    work = Path(tempfile.mkdtemp(prefix="push-", dir=OUT))
+    mlflow_registry = MlflowRegistry(work)
+    stamp = uuid.uuid4().hex[:6]
+    pushes, mlflow_runs = [], []
+    try:
+        with httpx.Client(timeout=60) as client:
+            for i in range(args.warmup + args.pushes):
+                variant = work / f"adapter-{i}"
+                write_variant(adapter_dir, variant, template)
+                push_seconds = registry_push(client, url, token, variant, f"bench/push-{stamp}-{i}", base_ref)
+                started = time.perf_counter()
+                mlflow_registry.push(variant, f"push-{stamp}-{i}")
+                mlflow_seconds = time.perf_counter() - started
+                if i >= args.warmup:
+                    pushes.append(push_seconds)
+                    mlflow_runs.append(mlflow_seconds)
+    finally:
+        server.terminate()
+        server.wait()
+    return {"registry_push": summary(pushes), "mlflow_log_and_register": summary(mlflow_runs)}
+
+
+def run_profile(base_ref: str, adapter_dir: Path) -> None:
+    """One push in-process, with its SQL statements and a cProfile of a further 20."""
+    import cProfile
+    import pstats
+
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(User.objects.get(username="bench-engineer"))
+    template = (adapter_dir / "adapter_model.safetensors").read_bytes()
+    work = Path(tempfile.mkdtemp(prefix="push-profile-", dir=OUT))
+    stamp = uuid.uuid4().hex[:6]
+
+    def push(i: int):
+        variant = work / f"adapter-{i}"
+        write_variant(adapter_dir, variant, template)
+        files = [(p, open(variant / p, "rb")) for p in ADAPTER_FILES]
+        body = {"name": f"bench/profile-{stamp}-{i}", "base": base_ref, "file": [f for _, f in files]}
+        response = client.post("/api/v1/adapters/", body)
+        assert response.status_code == 201, response.content[:500]
+
+    push(0)
+    with CaptureQueriesContext(connection) as queries:
+        push(1)
+    print(f"{len(queries)} SQL statements in one push:")
+    for query in queries.captured_queries:
+        print(f"  {query['time']}s  {query['sql'][:160]}")
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for i in range(2, 22):
+        push(i)
+    profiler.disable()
+    print(f"in-process push: {(time.perf_counter() - started) / 20 * 1000:.1f} ms on average over 20 (profiled)")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+
+
+def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pushes", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    setup_django("push")
+    from registry.services.ingest import base_model_version_ingest
+    from registry.uploads import incoming_from_directory
+
+    base_dir, adapter_dir = base_and_adapter()
+    with incoming_from_directory(base_dir) as files:
+        base = base_model_version_ingest(name="bench/push-base", files=files, user=None).version
+    engineer_token()
+    if args.profile:
+        run_profile(base.ref, adapter_dir)
+        return
+    result = {
+        "machine": machine_description(),
+        "broker": os.environ.get("CELERY_BROKER_URL", "filesystem (embedded default)").split("@")[-1],
+        **run_http(args, base.ref, adapter_dir),
+    }
+    result["target_met"] = result["registry_push"]["p50_ms"] <= 25
+    print(json.dumps(result, indent=2))
+    (OUT / "push_latency.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -157,7 +157,7 @@ def load(args) -> dict:
             FROM (SELECT id, row_number() OVER () - 1 AS i FROM registry_adapterversion LIMIT {args.jobs}) v""",
         label="jobs",
     )
-    execute("ANALYZE", label="analyze")
+    execute("VACUUM ANALYZE", label="vacuum analyze")  # as autovacuum would after a bulk load
     print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
     return refs
 

@@ -4,11 +4,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Sum
 from django.utils import timezone
 
 from registry.errors import NotFound
-from registry.models import Adapter, AdapterVersion, BaseModelVersion, EvaluationSuite, Job, Signature, Worker
+from registry.models import (
+    Adapter,
+    AdapterVersion,
+    BaseAdapterCount,
+    BaseModelVersion,
+    EvaluationSuite,
+    Job,
+    Signature,
+    Worker,
+)
 from registry.refs import parse_ref
 
 LATEST_ALIAS = "latest"
@@ -58,6 +67,22 @@ def base_version_get(ref: str) -> BaseModelVersion:
 
 def adapter_version_get(ref: str) -> AdapterVersion:
     return resolve_ref(adapter_version_queryset(), ref, kind="adapter", repository_field="adapter")
+
+
+def base_adapter_counts(base_version_ids) -> dict:
+    """How many adapter versions each base version has, read from the trigger-kept counters
+    (BaseAdapterCount): at most 16 rows per base, however many adapters are built on it."""
+    rows = (
+        BaseAdapterCount.objects.filter(base_version_id__in=list(base_version_ids))
+        .values("base_version_id")
+        .annotate(total=Sum("count"))
+    )
+    counts = {row["base_version_id"]: row["total"] for row in rows}
+    return {base_id: counts.get(base_id, 0) for base_id in base_version_ids}
+
+
+def base_adapter_count(base_version_id) -> int:
+    return base_adapter_counts([base_version_id])[base_version_id]
 
 
 def _created(queryset: QuerySet, created_by: str, created_after, created_before) -> QuerySet:
@@ -352,8 +377,14 @@ def job_get(job_id) -> Job:
     return job
 
 
-def suite_list() -> QuerySet[EvaluationSuite]:
-    return EvaluationSuite.objects.order_by("namespace", "name", "-number")
+def suite_list(*, namespace: str = "", name: str = "") -> QuerySet[EvaluationSuite]:
+    """Suites by name; the API pages them newest first on the (created_at, id) index."""
+    suites = EvaluationSuite.objects.order_by("namespace", "name", "-number")
+    if namespace:
+        suites = suites.filter(namespace=namespace)
+    if name:
+        suites = suites.filter(name=name)
+    return suites
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,11 @@ class NoFilterSerializer(ListFilterSerializer):
     paginated = False
 
 
+class SuiteListFilterSerializer(ListFilterSerializer):
+    namespace = TextField(required=False, allow_blank=True)
+    name = TextField(required=False, allow_blank=True)
+
+
 class CreatedFilterMixin(serializers.Serializer):
     created_by = TextField(required=False, allow_blank=True, help_text="username of who pushed it")
     created_after = QueryDateTimeField(required=False, help_text="pushed at or after (RFC 3339)")

@@ -2,7 +2,6 @@
 
 from contextlib import contextmanager
 
-from django.db.models import Count
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -118,12 +117,8 @@ class BaseVersionListView(APIView):
             result = base_model_version_ingest(
                 name=form.validated_data["name"], files=incoming_files(request), user=request.user
             )
-        version = (
-            selectors.base_version_queryset()
-            .annotate(adapter_count=Count("adapter_versions"))
-            .prefetch_related("files")
-            .get(pk=result.version.pk)
-        )
+        version = selectors.base_version_queryset().prefetch_related("files").get(pk=result.version.pk)
+        version.adapter_count = selectors.base_adapter_count(version.pk)
         result.version = version
         return _upload_response(result, s.BaseVersionDetailSerializer)
 
@@ -132,7 +127,7 @@ class BaseVersionDetailView(APIView):
     @extend_schema(responses=s.BaseVersionDetailSerializer)
     def get(self, request, ref):
         version = selectors.base_version_get(ref)
-        version.adapter_count = version.adapter_versions.count()
+        version.adapter_count = selectors.base_adapter_count(version.pk)  # a counter, not a scan
         return Response(s.BaseVersionDetailSerializer(version).data)
 
 
@@ -327,10 +322,15 @@ class SuiteListView(APIView):
     required_scope = SCOPE_PUSH
     parser_classes = [StreamingMultiPartParser]
 
-    @extend_schema(responses={200: s.SuiteSerializer(many=True), **error_responses(400)})
+    pagination_class = VersionCursorPagination
+
+    @extend_schema(parameters=[s.SuiteListFilterSerializer], responses=s.SuiteSerializer(many=True))
     def get(self, request):
-        s.NoFilterSerializer(data=request.query_params).is_valid(raise_exception=True)
-        return Response(s.SuiteSerializer(selectors.suite_list(), many=True).data)
+        """Evaluation suites, newest first (cursor-paged, like every list that can grow)."""
+        filters = s.SuiteListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        rows = selectors.suite_list(**filters.validated_data)
+        return _paginated(self, request, rows, lambda suite: s.SuiteSerializer(suite).data)
 
     @extend_schema(
         request={"multipart/form-data": s.SuiteUploadSerializer},

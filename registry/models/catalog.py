@@ -135,6 +135,24 @@ class BaseModelVersion(Version):
         return self.base_model
 
 
+class BaseAdapterCount(models.Model):
+    """How many adapter versions are built on a base version, without counting them on each read.
+
+    A statement-level trigger on registry_adapterversion (migration 0016) adds each statement's
+    inserts (and takes away deletes) into one of COUNT_SLOTS rows per base picked at random, so
+    concurrent pushes onto one base do not queue on a single counter row; the count is the sum of
+    the slots (selectors.base_adapter_counts). Never written from Python."""
+
+    COUNT_SLOTS = 16
+
+    base_version = models.ForeignKey(BaseModelVersion, on_delete=models.CASCADE, related_name="+", db_index=False)
+    slot = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["base_version", "slot"], name="unique_base_adapter_count_slot")]
+
+
 class Adapter(Repository):
     class Meta:
         # (namespace, name) is unique, so its index also serves `namespace=` and the namespace

@@ -144,6 +144,7 @@ class EvaluationSuite(models.Model):
 
     class Meta:
         ordering = ["namespace", "name", "-number"]
+        indexes = [models.Index(fields=["created_at", "id"], name="suite_keyset")]  # the API's list order
         constraints = [
             models.UniqueConstraint(fields=["namespace", "name", "number"], name="unique_suite_number"),
             models.UniqueConstraint(fields=["namespace", "name", "digest"], name="unique_suite_digest"),

@@ -167,3 +167,36 @@ def test_the_lists_are_answered_from_their_indexes(named):
     assert "adapter_version_status_keyset" in plan_of(by_status)
     queued = Job.objects.filter(state="queued").order_by("-created_at", "-id").values("id")[:51]
     assert "job_state_keyset" in plan_of(queued)
+
+
+def test_the_base_adapter_count_is_kept_by_the_database_not_counted_per_read(alice_client, base):
+    other = BaseModelVersion.objects.create(
+        base_model=base.base_model, number=2, digest="c" * 64, total_bytes=1, parameter_count=1
+    )
+    adapters = Adapter.objects.bulk_create([Adapter(namespace="c", name=f"n{i}") for i in range(40)])
+    on_base = versions_of(adapters[:25], base, per_adapter=2)  # one statement: one grouped counter write
+    versions_of(adapters[25:], other)
+    AdapterVersion.objects.filter(id__in=[row.id for row in on_base[:3]]).delete()
+    assert selectors.base_adapter_counts([base.id, other.id]) == {base.id: 47, other.id: 15}
+    with CaptureQueriesContext(connection) as captured:
+        body = alice_client.get(f"/api/v1/bases/{base.ref}").json()
+    assert body["adapter_count"] == AdapterVersion.objects.filter(base_version=base).count() == 47
+    assert not any("count(" in query["sql"].lower() for query in captured.captured_queries)
+
+
+def test_suites_are_listed_newest_first_in_cursor_pages(alice_client, db):
+    from registry.models import Blob, EvaluationSuite
+
+    blob = Blob.objects.create(sha256="d" * 64, size=1)
+    EvaluationSuite.objects.bulk_create(
+        [
+            EvaluationSuite(namespace="evals", name=f"s{i % 3}", number=i, digest=f"{i:064x}", task_type="causal_lm",
+                            blob=blob, example_count=1)
+            for i in range(7)
+        ]
+    )  # fmt: skip
+    first = alice_client.get("/api/v1/suites/", {"page_size": 4}).json()
+    second = alice_client.get(first["next"]).json()
+    assert len(first["results"]) == 4 and len(second["results"]) == 3 and second["next"] is None
+    named = alice_client.get("/api/v1/suites/", {"name": "s1"}).json()["results"]
+    assert sorted(suite["number"] for suite in named) == [1, 4]

@@ -174,7 +174,7 @@ def run_profile(base_ref: str, adapter_dir: Path) -> None:
         push(i)
     profiler.disable()
     print(f"in-process push: {(time.perf_counter() - started) / 20 * 1000:.1f} ms on average over 20 (profiled)")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(os.environ.get("PROFILE_FILTER", ""), 60)
 
 
 def main() -> None:

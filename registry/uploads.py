@@ -48,42 +48,62 @@ class HashedUploadedFile(UploadedFile):
         pass
 
 
-class _HashingWriter(threading.Thread):
+class _HashingWriter:
     """Hashes and writes chunks on a second thread while the parser reads the next ones.
 
     Both sha256 and file writes release the GIL, so on a multi-core server the
     upload costs about max(parse, hash + write) instead of their sum. The queue is
-    bounded, which bounds memory at a few chunks per upload.
+    bounded, which bounds memory at a few chunks per upload. A file that arrives in
+    one chunk (a config, a card, a small adapter's weights) has nothing to overlap
+    with, so the thread starts only with a file's second chunk; until then the first
+    is held, and a one-chunk file is hashed and written in `finish`.
     """
 
     QUEUE_CHUNKS = 4
 
     def __init__(self, handle):
-        super().__init__(daemon=True)
         self.handle = handle
         self.hasher = hashlib.sha256()
+        self.first: bytes | None = None
+        self.thread: threading.Thread | None = None
         self.chunks: queue.Queue = queue.Queue(maxsize=self.QUEUE_CHUNKS)
         self.error: BaseException | None = None
-        self.start()
 
     def run(self):
         while (chunk := self.chunks.get()) is not None:
             if self.error is None:
                 try:
-                    self.hasher.update(chunk)
-                    self.handle.write(chunk)
+                    self._consume(chunk)
                 except BaseException as exc:  # surfaced to the request thread in put()/finish()
                     self.error = exc
+
+    def _consume(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.handle.write(chunk)
 
     def put(self, chunk: bytes) -> None:
         if self.error is not None:
             raise self.error
+        if self.thread is None and self.first is None:
+            self.first = chunk
+            return
+        if self.thread is None:
+            self.thread = threading.Thread(target=self.run, daemon=True)
+            self.thread.start()
+            self.chunks.put(self.first)
+            self.first = None
         self.chunks.put(chunk)
 
     def finish(self) -> str:
-        self.chunks.put(None)
-        self.join()
-        self.handle.close()
+        try:
+            if self.thread is not None:
+                self.chunks.put(None)
+                self.thread.join()
+            elif self.first is not None:
+                self._consume(self.first)
+        finally:
+            self.first = None
+            self.handle.close()
         if self.error is not None:
             raise self.error
         return self.hasher.hexdigest()

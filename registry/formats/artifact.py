@@ -25,6 +25,7 @@ from registry.formats.peft_config import (
 )
 from registry.formats.safetensors_header import (
     SafetensorsHeader,
+    TensorInfo,
     cross_check_with_safetensors,
     read_header,
 )
@@ -39,6 +40,7 @@ STORED_JSON = {"config.json"}
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_TEXT_BYTES = 64 * 1024 * 1024
 INDEX_NAME = "model.safetensors.index.json"
+CARD_NAME = "README.md"
 
 
 @dataclass
@@ -62,7 +64,8 @@ class BaseSummary:
     dtype: str
     total_bytes: int
     config: dict
-    tensor_shapes: dict[str, tuple[int, ...]] = field(repr=False, default_factory=dict)
+    # Every tensor of every weight file: stored as the version's tensor index (formats/tensor_index.py).
+    tensors: dict[str, TensorInfo] = field(repr=False, default_factory=dict)
     card: ModelCard | None = None
 
 
@@ -76,6 +79,8 @@ class AdapterSummary:
     dtypes: list[str]
     resolved_patterns: dict = field(default_factory=dict)
     card: ModelCard | None = None
+    # The validated header of adapter_model.safetensors: the static check compares these with the base.
+    tensors: dict[str, TensorInfo] = field(repr=False, default_factory=dict)
 
 
 def _check_file_set(files: list[IncomingFile], kind: str) -> dict[str, IncomingFile]:
@@ -95,7 +100,8 @@ def _check_file_set(files: list[IncomingFile], kind: str) -> dict[str, IncomingF
 
 
 def _validate_content(incoming: IncomingFile) -> dict | None:
-    """Refuse serialized code and malformed JSON/text; return parsed JSON where there is some."""
+    """Refuse serialized code and malformed JSON/text; return parsed JSON where there is some,
+    and the bytes of the model card, which is read once."""
     path = incoming.path
     if path.endswith(".safetensors"):
         file_rules.refuse_serialized_code(path, file_rules.read_head(incoming.temp_path))
@@ -111,7 +117,7 @@ def _validate_content(incoming: IncomingFile) -> dict | None:
         if path.endswith(file_rules.JSON_SUFFIX):
             return {"json": file_rules.load_strict_json(data, path, limit, storable=path in STORED_JSON)}
         file_rules.validate_text_file(data, path)
-        return None
+        return {"card": data} if path == CARD_NAME else None
     # Binary tokenizer files (sentencepiece protobuf): only refuse serialized code.
     file_rules.refuse_serialized_code(path, file_rules.read_head(incoming.temp_path))
     return None
@@ -123,13 +129,11 @@ def _safetensors_header(incoming: IncomingFile) -> SafetensorsHeader:
     return header
 
 
-def _model_card(by_path: dict[str, IncomingFile]) -> ModelCard | None:
-    """The README.md model card, read only up to the size that is rendered."""
-    incoming = by_path.get("README.md")
-    if incoming is None:
+def _model_card(parsed: dict[str, dict]) -> ModelCard | None:
+    """The README.md model card, from the bytes `_validate_content` read and checked as UTF-8."""
+    if CARD_NAME not in parsed:
         return None
-    with incoming.temp_path.open("rb") as handle:
-        return read_card(handle.read(MAX_CARD_BYTES + 1))
+    return read_card(parsed[CARD_NAME]["card"][: MAX_CARD_BYTES + 1])
 
 
 def _digest(files: list[IncomingFile]) -> str:
@@ -276,8 +280,8 @@ def validate_base_upload(files: list[IncomingFile]) -> BaseSummary:
         dtype=_dominant_dtype(headers),
         total_bytes=sum(f.size for f in files),
         config=config,
-        tensor_shapes={name: t.shape for h in headers.values() for name, t in h.tensors.items()},
-        card=_model_card(by_path),
+        tensors={name: t for h in headers.values() for name, t in h.tensors.items()},
+        card=_model_card(parsed),
     )
 
 
@@ -308,8 +312,8 @@ def validate_adapter_upload(files: list[IncomingFile]) -> AdapterSummary:
             )
     config_file = by_path["adapter_config.json"]
     config = parse_adapter_config(_read_limited(config_file, MAX_ADAPTER_CONFIG_BYTES))
-    for incoming in files:
-        _validate_content(incoming)
+    # adapter_config.json was just read, refused if code and parsed more strictly than here.
+    parsed = {f.path: result for f in files if f is not config_file and (result := _validate_content(f)) is not None}
     header = _safetensors_header(by_path["adapter_model.safetensors"])
     check_lora_tensors(config, header)
     return AdapterSummary(
@@ -320,5 +324,6 @@ def validate_adapter_upload(files: list[IncomingFile]) -> AdapterSummary:
         parameter_count=header.parameter_count,
         total_bytes=sum(f.size for f in files),
         dtypes=header.dtypes,
-        card=_model_card(by_path),
+        card=_model_card(parsed),
+        tensors=header.tensors,
     )

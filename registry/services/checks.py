@@ -4,6 +4,10 @@ The static check reads headers only, so it runs right away in the pushing
 request: a misfit adapter is rejected with reasons before anything is queued.
 When it passes, the dynamic check (a forward pass on a worker) is queued, and so
 is an evaluation on every suite attached to the adapter's name.
+
+Both run inside the pushing request's transaction, so they open no savepoints of their own
+(an error rolls the whole push back anyway) and take the headers the push has already
+validated and the base's stored tensor index rather than reading blobs again.
 """
 
 from django.db import transaction
@@ -11,22 +15,41 @@ from django.db import transaction
 from registry.audit.services import audit_record, audit_subject
 from registry.compat import static_compatibility
 from registry.formats.peft_config import peft_overrides
+from registry.formats.safetensors_header import TensorInfo
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
-from registry.services.jobs import job_create, version_tensor_headers
+from registry.services.jobs import base_tensor_index, job_create, version_tensor_headers
 from registry.services.suites import suite_check_fits, suite_misfit
 from registry.services.transitions import version_rejected, version_status_move
 
+Tensors = dict[str, TensorInfo]
 
-@transaction.atomic
-def adapter_version_static_check(version: AdapterVersion) -> Check:
+
+@transaction.atomic(savepoint=False)
+def adapter_version_static_check(
+    version: AdapterVersion, *, adapter_tensors: Tensors | None = None, base_tensors: Tensors | None = None
+) -> Check:
+    """Compare the version's headers with its base's; tensors not given are read from the store."""
+    if adapter_tensors is None:
+        adapter_tensors = version_tensor_headers(version)
+    if base_tensors is None:
+        base_tensors = base_tensor_index(version.base_version)
     # The ranks resolved at ingest, not the stored rank_pattern: PostgreSQL's jsonb does not keep
     # key order, and peft takes the first matching key, so the stored dict could pick another one.
     config = {**version.config, **peft_overrides(version.resolved_patterns or {})}
-    result = static_compatibility(version_tensor_headers(version), config, version_tensor_headers(version.base_version))
-    check, _ = Check.objects.update_or_create(
+    result = static_compatibility(adapter_tensors, config, base_tensors)
+    check = Check(
         adapter_version=version,
         kind=Check.Kind.STATIC,
-        defaults={"verdict": result.verdict, "reasons": result.reasons, "details": result.details},
+        verdict=result.verdict,
+        reasons=result.reasons,
+        details=result.details,
+    )
+    # An upsert in one statement (update_or_create takes four and two savepoints).
+    Check.objects.bulk_create(
+        [check],
+        update_conflicts=True,
+        unique_fields=["adapter_version", "kind"],
+        update_fields=["verdict", "reasons", "details"],
     )
     audit_record(
         type="check.static",
@@ -41,10 +64,12 @@ def adapter_version_static_check(version: AdapterVersion) -> Check:
     return check
 
 
-@transaction.atomic
-def adapter_version_checks_start(version: AdapterVersion) -> None:
+@transaction.atomic(savepoint=False)
+def adapter_version_checks_start(
+    version: AdapterVersion, *, adapter_tensors: Tensors | None = None, base_tensors: Tensors | None = None
+) -> None:
     """Static check now; the dynamic check and attached evaluations on the worker pool."""
-    check = adapter_version_static_check(version)
+    check = adapter_version_static_check(version, adapter_tensors=adapter_tensors, base_tensors=base_tensors)
     if check.verdict == Check.Verdict.FAIL:
         return
     job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version)

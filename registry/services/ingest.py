@@ -4,13 +4,19 @@ Order matters for "nothing half-written": everything is validated from the
 temporary files first; then blobs are moved into the content-addressed store;
 then the rows are written in one transaction. If that transaction fails, the
 blobs this call created are removed again unless another version uses them.
+
+A push is on the hot path (one adapter per customer, pushed by CI), so it reads
+nothing twice: the headers validated here go straight to the static check, the
+base's headers come from the tensor index stored on its row at registration, and
+the rows are written with as few statements as the checks allow
+(tests/registry/test_push_cost.py holds the count).
 """
 
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Q
 
 from registry import roles
 from registry.audit.services import audit_chain_lock, audit_record, audit_subject
@@ -23,6 +29,7 @@ from registry.formats.artifact import (
 )
 from registry.formats.model_card import ModelCard, base_model_warnings
 from registry.formats.strict_json import check_storable
+from registry.formats.tensor_index import tensor_index, tensors_from_index
 from registry.models import (
     Adapter,
     AdapterFile,
@@ -36,6 +43,7 @@ from registry.models import (
 from registry.refs import parse_name
 from registry.selectors import adapter_version_get, base_version_get
 from registry.services.checks import adapter_version_checks_start
+from registry.services.jobs import base_tensor_index
 from registry.services.signatures import CheckedSignature, signature_check_upload, signature_record
 from registry.storage import get_blob_store
 
@@ -76,15 +84,25 @@ def _record_blobs(files: list[IncomingFile]) -> None:
     Blob.objects.bulk_create([Blob(sha256=f.sha256, size=f.size) for f in files], ignore_conflicts=True)
 
 
-def _next_number(versions) -> int:
-    return (versions.aggregate(highest=Max("number"))["highest"] or 0) + 1
+def _existing_or_next_number(versions, digest: str):
+    """The version of `versions` with this digest, else None and the number the next one gets:
+    one query for the usual case, a new version."""
+    found = versions.aggregate(highest=Max("number"), same=Count("pk", filter=Q(digest=digest)))
+    if found["same"]:
+        return versions.get(digest=digest), None
+    return None, (found["highest"] or 0) + 1
 
 
 def _locked_repository(model, namespace: str, name: str, user):
     audit_chain_lock()  # the chain head before any row: see registry/services/transitions.py
-    repository, _ = model.objects.get_or_create(namespace=namespace, name=name, defaults={"created_by": user})
-    # Serialises version numbering (and the idempotency check) per name.
-    return model.objects.select_for_update().get(pk=repository.pk)
+    # The row lock serialises version numbering (and the idempotency check) per name.
+    locked = model.objects.select_for_update()
+    repository = locked.filter(namespace=namespace, name=name).first()
+    if repository is None:
+        # ON CONFLICT DO NOTHING: a concurrent push may create the name first; then we lock theirs.
+        model.objects.bulk_create([model(namespace=namespace, name=name, created_by=user)], ignore_conflicts=True)
+        repository = locked.get(namespace=namespace, name=name)
+    return repository
 
 
 def _record_upload(kind: str, version, files: list[IncomingFile], **lineage) -> None:
@@ -115,6 +133,14 @@ def _push_allowed(user, namespace: str) -> None:
 # --- Base models ---------------------------------------------------------------------
 
 
+def _existing_base(existing: BaseModelVersion, summary) -> IngestResult:
+    """The same files again; a row registered before tensor indexes gets its index from this upload."""
+    if tensors_from_index(existing.tensor_index) is None:
+        existing.tensor_index = tensor_index(summary.tensors)
+        BaseModelVersion.objects.filter(pk=existing.pk).update(tensor_index=existing.tensor_index)
+    return IngestResult(existing, created=False)
+
+
 def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: AbstractBaseUser | None) -> IngestResult:
     namespace, short_name = parse_name(name)
     _push_allowed(user, namespace)
@@ -123,17 +149,17 @@ def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: Abs
         base_model__namespace=namespace, base_model__name=short_name, digest=summary.digest
     ).first()
     if existing is not None:
-        return IngestResult(existing, created=False)
+        return _existing_base(existing, summary)
 
     @transaction.atomic
     def write_rows() -> IngestResult:
         base_model = _locked_repository(BaseModel, namespace, short_name, user)
-        existing = base_model.versions.filter(digest=summary.digest).first()
+        existing, number = _existing_or_next_number(base_model.versions, summary.digest)
         if existing is not None:
-            return IngestResult(existing, created=False)
+            return _existing_base(existing, summary)
         version = BaseModelVersion.objects.create(
             base_model=base_model,
-            number=_next_number(base_model.versions),
+            number=number,
             digest=summary.digest,
             status=Status.READY,  # base models are fully checked by static validation
             total_bytes=summary.total_bytes,
@@ -146,6 +172,8 @@ def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: Abs
             config=summary.config,
             # A base's card names the model it was derived from, not a registered base: no comparison.
             card=summary.card.stored() if summary.card else None,
+            # What every adapter push onto this base compares with, so no push opens its blobs.
+            tensor_index=tensor_index(summary.tensors),
             created_by=user,
         )
         _record_blobs(files)
@@ -278,23 +306,19 @@ def adapter_version_ingest(
         raw=signature,
         user=user,
     )
-    existing = (
-        AdapterVersion.objects.filter(adapter__namespace=namespace, adapter__name=short_name, digest=summary.digest)
-        .select_related("base_version__base_model")
-        .first()
-    )
-    if existing is not None:
-        return _check_existing_matches(existing, base_version, parent, checked, user)
+    base_tensors = base_tensor_index(base_version)  # from the base's row; its blobs only for an old row
 
+    # A re-push of the same files is found under the row lock below, which a new version needs
+    # anyway: one query fewer for every new version than looking before the transaction too.
     @transaction.atomic
     def write_rows() -> IngestResult:
         adapter = _locked_repository(Adapter, namespace, short_name, user)
-        existing = adapter.versions.filter(digest=summary.digest).first()
+        existing, number = _existing_or_next_number(adapter.versions, summary.digest)
         if existing is not None:
             return _check_existing_matches(existing, base_version, parent, checked, user)
         version = AdapterVersion.objects.create(
             adapter=adapter,
-            number=_next_number(adapter.versions),
+            number=number,
             base_version=base_version,
             parent=parent,
             created_by=user,
@@ -309,8 +333,8 @@ def adapter_version_ingest(
         _record_upload("adapter", version, files, base=base_version.ref, parent=parent.ref if parent else None)
         if checked is not None:
             signature_record(version, checked, trigger="upload", user=user)
-        adapter_version_checks_start(version)
-        version.refresh_from_db(fields=["status", "status_reason"])
+        # The static check moves `version.status` (and its reason) on this instance as it writes them.
+        adapter_version_checks_start(version, adapter_tensors=summary.tensors, base_tensors=base_tensors)
         return IngestResult(version, created=True)
 
     try:

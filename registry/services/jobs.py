@@ -19,6 +19,7 @@ from django.utils import timezone
 from registry.audit.services import audit_chain_lock, audit_record, audit_subject
 from registry.broker import publish_job
 from registry.formats.safetensors_header import TensorInfo, read_header_from
+from registry.formats.tensor_index import tensor_index, tensors_from_index
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.services.signatures import version_countersign
 from registry.services.transitions import (
@@ -46,6 +47,19 @@ def version_tensor_headers(version: AdapterVersion | BaseModelVersion) -> dict[s
     for file in version.files.filter(path__endswith=".safetensors"):
         with store.open(file.blob_id) as handle:
             tensors.update(read_header_from(handle, file.size, file.path).tensors)
+    return tensors
+
+
+def base_tensor_index(base: BaseModelVersion) -> dict[str, TensorInfo]:
+    """A base's tensors from the index stored on its row, so an adapter push opens no base blob.
+
+    A row registered before the index existed (or holding one this code cannot read) is read
+    from its blobs this once, and the index is saved for every later push."""
+    tensors = tensors_from_index(base.tensor_index)
+    if tensors is None:
+        tensors = version_tensor_headers(base)
+        base.tensor_index = tensor_index(tensors)
+        BaseModelVersion.objects.filter(pk=base.pk).update(tensor_index=base.tensor_index)
     return tensors
 
 

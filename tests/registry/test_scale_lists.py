@@ -2,7 +2,7 @@
 the indexes the lists rely on. Rows are made with bulk_create: the lists read rows, not files."""
 
 import pytest
-from django.db import connection
+from django.db import connection, models
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -200,3 +200,14 @@ def test_suites_are_listed_newest_first_in_cursor_pages(alice_client, db):
     assert len(first["results"]) == 4 and len(second["results"]) == 3 and second["next"] is None
     named = alice_client.get("/api/v1/suites/", {"name": "s1"}).json()["results"]
     assert sorted(suite["number"] for suite in named) == [1, 4]
+
+
+def test_every_version_carries_its_adapters_namespace_whoever_inserts_it(alice_client, base):
+    adapters = Adapter.objects.bulk_create([Adapter(namespace=f"team-{i % 2}", name=f"x{i}") for i in range(6)])
+    rows = versions_of(adapters, base, per_adapter=2)  # bulk_create: no Python sets the column
+    assert {row.namespace for row in rows} == {"team-0", "team-1"}  # read back on insert
+    assert not AdapterVersion.objects.exclude(namespace=models.F("adapter__namespace")).exists()
+    listed = alice_client.get("/api/v1/adapters/", {"namespace": "team-1"}).json()["results"]
+    assert len(listed) == 6 and {row["namespace"] for row in listed} == {"team-1"}
+    plan = plan_of(AdapterVersion.objects.filter(namespace="team-1").order_by("-created_at", "-id").values("id")[:51])
+    assert "adapter_version_ns_keyset" in plan

@@ -872,6 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     from registry import cli_residency  # adapterctl residency apply (a serving worker's plan, into its engine)
 
     cli_residency.add_parser(commands, CliError)
+    from registry import cli_bulk  # adapterctl push-many (a JSONL manifest or a directory of adapters, in batches)
+
+    cli_bulk.add_parser(commands, CliError)
     _accept_json_anywhere(parser)
     return parser
 

@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
 from registry.api import access, files, promotions, residency, residency_fleet, signatures, tokens, views
+from registry.api.bulk import AdapterBulkView
 from registry.audit import api as audit_api
 from registry.audit import exports_api as audit_exports_api
 from registry.webhooks import api as webhooks_api
@@ -44,6 +45,7 @@ urlpatterns = [
         promotions.PromotionPolicyView.as_view(),
         name="api-promotion-policy",
     ),
+    path("adapters/bulk", AdapterBulkView.as_view(), name="api-adapter-bulk"),
     # An adapter name (namespace/name) followed by /aliases: before the catch-all adapter refs below.
     re_path(rf"^adapters/(?P<name>{ADAPTER_NAME})/aliases$", promotions.AliasListView.as_view(), name="api-aliases"),
     re_path(

@@ -265,31 +265,75 @@ WITH RECURSIVE chain(id, parent_id, depth) AS (
 SELECT id FROM chain
 """
 
+# Descendants breadth-first, at most `per_node` children of each node (its oldest, by the keyset
+# order) and `max_nodes` in all: a version with 10,000 children reads `per_node` of them, and the
+# outer LIMIT stops the recursion (PostgreSQL evaluates a recursive CTE lazily).
 _DESCENDANTS_SQL = """
 WITH RECURSIVE tree(id, depth) AS (
-    SELECT id, 0 FROM registry_adapterversion WHERE {start}
+    SELECT id, 0 FROM (
+        SELECT id FROM registry_adapterversion WHERE {start} ORDER BY created_at, id LIMIT %(per_node)s
+    ) first
     UNION ALL
-    SELECT av.id, tree.depth + 1
-    FROM registry_adapterversion av JOIN tree ON av.parent_id = tree.id
+    SELECT child.id, tree.depth + 1
+    FROM tree CROSS JOIN LATERAL (
+        SELECT av.id FROM registry_adapterversion av
+        WHERE av.parent_id = tree.id ORDER BY av.created_at, av.id LIMIT %(per_node)s
+    ) child
     WHERE tree.depth < 1000
 )
-SELECT DISTINCT id FROM tree
+SELECT id FROM tree LIMIT %(max_nodes)s
 """
 
+# How many children each of some nodes has, reading no more than %(cap)s + 1 index entries each.
+_CHILD_COUNTS_SQL = """
+SELECT node.id, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM registry_adapterversion av WHERE av.parent_id = node.id LIMIT %(cap)s + 1
+    ) children
+) FROM unnest(%(ids)s::uuid[]) AS node(id)
+"""
 
-def _ids(sql: str, params: list) -> list:
+# The adapters built straight on a base (no parent), counted the same way.
+_BASE_ROOTS_COUNT_SQL = """
+SELECT count(*) FROM (
+    SELECT 1 FROM registry_adapterversion WHERE base_version_id = %(id)s AND parent_id IS NULL LIMIT %(cap)s + 1
+) roots
+"""
+
+LINEAGE_CHILDREN_SHOWN = 20  # children drawn per node in the UI; the rest collapse into "+N more"
+LINEAGE_API_CHILDREN = 100  # children per node in GET .../lineage
+LINEAGE_MAX_NODES = 1000  # descendants in all, UI and API
+LINEAGE_COUNT_CAP = 10_000  # hidden children are counted up to this, then shown as "10,000+"
+
+
+def _ids(sql: str, params) -> list:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
 
 
+@dataclass(frozen=True)
+class Hidden:
+    """Children of a node left out of a lineage graph: how many (up to the cap) and whether more."""
+
+    count: int
+    capped: bool
+
+    def __str__(self) -> str:
+        return f"{self.count:,}+" if self.capped else f"{self.count:,}"
+
+
 @dataclass
 class Lineage:
-    """A graph of one base version and adapter versions, with edges child -> what it builds on."""
+    """A graph of one base version and adapter versions, with edges child -> what it builds on.
+
+    Wide graphs are cut: `hidden` maps a node's id (str) to the children of it that are not in
+    `adapters` (LINEAGE_CHILDREN_SHOWN of each node are, LINEAGE_MAX_NODES in all)."""
 
     root: object
     bases: list[BaseModelVersion] = field(default_factory=list)
     adapters: list[AdapterVersion] = field(default_factory=list)
+    hidden: dict[str, Hidden] = field(default_factory=dict)
 
     @property
     def edges(self) -> list[dict]:
@@ -301,24 +345,63 @@ class Lineage:
                 edges.append({"from": str(adapter.id), "to": str(adapter.base_version_id), "kind": "base"})
         return edges
 
+    @property
+    def truncated(self) -> bool:
+        return bool(self.hidden)
 
-def adapter_version_lineage(version: AdapterVersion) -> Lineage:
-    """Ancestors (parent chain and its base) and every descendant of `version`."""
+
+def _descendants(start: str, start_params: dict, per_node: int) -> list:
+    params = {**start_params, "per_node": per_node, "max_nodes": LINEAGE_MAX_NODES}
+    return _ids(_DESCENDANTS_SQL.format(start=start), params)
+
+
+def _hidden_children(adapters: list[AdapterVersion], per_node: int, cut: bool) -> dict[str, Hidden]:
+    """Children not drawn, for the nodes that may have them: those showing `per_node` children, and
+    every node when the graph reached LINEAGE_MAX_NODES. One query, each count capped."""
+    shown: dict = {}
+    for adapter in adapters:
+        if adapter.parent_id is not None:
+            shown[adapter.parent_id] = shown.get(adapter.parent_id, 0) + 1
+    candidates = [a.id for a in adapters if cut or shown.get(a.id, 0) >= per_node]
+    # Run even with no candidates: a page's query count stays the same however wide the graph.
+    with connection.cursor() as cursor:
+        cursor.execute(_CHILD_COUNTS_SQL, {"ids": candidates, "cap": LINEAGE_COUNT_CAP})
+        counts = cursor.fetchall()
+    hidden = {}
+    for node_id, found in counts:
+        left_out = min(found, LINEAGE_COUNT_CAP) - shown.get(node_id, 0)
+        if left_out > 0:
+            hidden[str(node_id)] = Hidden(left_out, found > LINEAGE_COUNT_CAP)
+    return hidden
+
+
+def adapter_version_lineage(version: AdapterVersion, *, per_node: int = LINEAGE_CHILDREN_SHOWN) -> Lineage:
+    """Ancestors (parent chain and its base) and descendants of `version`: the oldest `per_node`
+    children of each node, LINEAGE_MAX_NODES in all; `hidden` counts the rest."""
     ancestor_ids = _ids(_ANCESTORS_SQL, [version.id])
-    descendant_ids = _ids(_DESCENDANTS_SQL.format(start="id = %s"), [version.id])
+    descendant_ids = _descendants("id = %(start)s", {"start": version.id}, per_node)
     adapters = list(
-        adapter_version_queryset().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at")
+        adapter_version_queryset().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at", "id")
     )
+    below = [a for a in adapters if a.id in set(descendant_ids)]
+    hidden = _hidden_children(below, per_node, cut=len(descendant_ids) >= LINEAGE_MAX_NODES)
     base_ids = {a.base_version_id for a in adapters}
     bases = list(base_version_queryset().filter(id__in=base_ids))
-    return Lineage(root=version, bases=bases, adapters=adapters)
+    return Lineage(root=version, bases=bases, adapters=adapters, hidden=hidden)
 
 
-def base_version_lineage(version: BaseModelVersion) -> Lineage:
-    """A base version and every adapter version built on it, directly or through parents."""
-    ids = _ids(_DESCENDANTS_SQL.format(start="base_version_id = %s"), [version.id])
-    adapters = list(adapter_version_queryset().filter(id__in=ids).order_by("created_at"))
-    return Lineage(root=version, bases=[version], adapters=adapters)
+def base_version_lineage(version: BaseModelVersion, *, per_node: int = LINEAGE_CHILDREN_SHOWN) -> Lineage:
+    """A base version and the adapter versions built on it, directly or through parents: the oldest
+    `per_node` of each node's children, LINEAGE_MAX_NODES in all; `hidden` counts the rest."""
+    ids = _descendants("base_version_id = %(start)s AND parent_id IS NULL", {"start": version.id}, per_node)
+    adapters = list(adapter_version_queryset().filter(id__in=ids).order_by("created_at", "id"))
+    hidden = _hidden_children(adapters, per_node, cut=len(ids) >= LINEAGE_MAX_NODES)
+    roots = sum(1 for a in adapters if a.parent_id is None)
+    if roots >= per_node:
+        found = _ids(_BASE_ROOTS_COUNT_SQL, {"id": version.id, "cap": LINEAGE_COUNT_CAP})[0]
+        if found > roots:
+            hidden[str(version.id)] = Hidden(min(found, LINEAGE_COUNT_CAP) - roots, found > LINEAGE_COUNT_CAP)
+    return Lineage(root=version, bases=[version], adapters=adapters, hidden=hidden)
 
 
 # --- Worker pool ----------------------------------------------------------------------------

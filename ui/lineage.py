@@ -1,5 +1,8 @@
 """Lineage drawn server-side as SVG: bases in the left column, each adapter one
-column right of what it builds on (its parent, else its base). Nodes link to pages."""
+column right of what it builds on (its parent, else its base). Nodes link to pages.
+
+A node with more children than the selector drew (registry.selectors.Lineage.hidden) gets one
+collapsed node, "+9,980 more", linking to where those children are listed and expanded."""
 
 from dataclasses import dataclass
 
@@ -50,11 +53,25 @@ def _nodes(lineage: Lineage) -> dict[str, _Node]:
         nodes[str(adapter.id)] = _Node(
             str(adapter.id), adapter.ref, adapter.status, "adapter", url, column=column_of(adapter)
         )
+    for parent_id, hidden in lineage.hidden.items():
+        parent = nodes.get(parent_id)
+        if parent is not None:
+            nodes[f"more-{parent_id}"] = _Node(
+                f"more-{parent_id}", f"+{hidden} more", "", "more", _more_url(parent), column=parent.column + 1
+            )
     rows: dict[int, int] = {}
     for node in nodes.values():
         node.row = rows.get(node.column, 0)
         rows[node.column] = node.row + 1
     return nodes
+
+
+def _more_url(parent: _Node) -> str:
+    """Where the children a graph leaves out are listed: the adapter's children (paged, expandable
+    in place) or the base page's "adapters built on it"."""
+    if parent.kind == "base":
+        return f"{parent.url}#built-on"
+    return f"{parent.url}children/"
 
 
 def _edge(child: _Node, target: _Node) -> str:
@@ -64,7 +81,19 @@ def _edge(child: _Node, target: _Node) -> str:
     return f'<path class="edge" d="M{x2},{y2} C{middle},{y2} {middle},{y1} {x1},{y1}" />'
 
 
+def _collapsed(node: _Node) -> str:
+    return (
+        f'<a href="{escape(node.url)}" class="node more" data-more="{escape(node.label)}">'
+        f"<title>{escape(node.label)} children: list them</title>"
+        f'<rect x="{node.x}" y="{node.y}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="6" />'
+        f'<text x="{node.x + 10}" y="{node.y + 24}">{escape(node.label)}</text>'
+        "</a>"
+    )
+
+
 def _node(node: _Node, current: bool) -> str:
+    if node.kind == "more":
+        return _collapsed(node)
     classes = f"node {node.kind} status-{escape(node.status)}" + (" current" if current else "")
     label = node.label if len(node.label) <= 30 else node.label[:29] + "…"
     return (
@@ -80,7 +109,8 @@ def _node(node: _Node, current: bool) -> str:
 def lineage_svg(lineage: Lineage, current_id) -> str:
     """The SVG markup (every label escaped) for a lineage graph."""
     nodes = _nodes(lineage)
-    edges = [_edge(nodes[e["from"]], nodes[e["to"]]) for e in lineage.edges if e["from"] in nodes and e["to"] in nodes]
+    links = [*lineage.edges, *({"from": f"more-{parent}", "to": parent} for parent in lineage.hidden)]
+    edges = [_edge(nodes[e["from"]], nodes[e["to"]]) for e in links if e["from"] in nodes and e["to"] in nodes]
     width = MARGIN * 2 + (max(n.column for n in nodes.values()) + 1) * COLUMN_WIDTH
     height = MARGIN * 2 + (max(n.row for n in nodes.values()) + 1) * ROW_HEIGHT
     body = "".join(edges) + "".join(_node(n, n.id == str(current_id)) for n in nodes.values())

@@ -19,12 +19,18 @@ urlpatterns = [
     ),
     path("adapters/", views.adapter_list, name="adapter-list"),
     path("adapters/upload/", views.adapter_upload, name="adapter-upload"),
+    path("adapters/namespaces/", views.namespace_suggestions_fragment, name="namespace-suggestions"),
     path("adapters/<str:namespace>/<str:name>/v<int:number>/", views.adapter_detail, name="adapter-detail"),
     path(
         "adapters/<str:namespace>/<str:name>/v<int:number>/files/<path:path>",
         views.version_file,
         {"kind": "adapter"},
         name="adapter-file",
+    ),
+    path(
+        "adapters/<str:namespace>/<str:name>/v<int:number>/children/",
+        views.adapter_children,
+        name="adapter-children",
     ),
     path(
         "adapters/<str:namespace>/<str:name>/v<int:number>/evaluate",

@@ -3,22 +3,23 @@ the fragment (a partialdef in the page template) is sent only to plain htmx requ
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Subquery
-from django.http import Http404
+from django.db.models import Exists, OuterRef, Subquery
+from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from registry import selectors
+from registry import keyset, selectors
 from registry.api.tokens import login_locked_out_response
 from registry.errors import RegistryError
 from registry.metrics_display import metric_rows, run_facts, significant
 from registry.models import AdapterVersion, BaseModel, BaseModelVersion, Job, Status
+from registry.namespaces import adapter_version_distinct, namespace_suggestions
 from registry.refs import parse_ref
 from registry.residency.snapshot import ResidentSnapshot
 from registry.roles import can_push, is_admin
@@ -28,6 +29,7 @@ from registry.services.signatures import signing_policy_set, version_verify
 from registry.services.suites import REQUIRED_HEAD, evaluation_suite_get, version_head
 from ui.audit import history_context
 from ui.lineage import lineage_svg
+from ui.paging import CappedCount, capped_count, keyset_page
 from ui.promotions import version_aliases_context
 from ui.signing import (
     NAMESPACE_PATTERN,
@@ -37,8 +39,6 @@ from ui.signing import (
     signing_context,
 )
 
-PAGE_SIZE = 25
-
 
 def _wants_fragment(request) -> bool:
     return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
@@ -47,16 +47,6 @@ def _wants_fragment(request) -> bool:
 def _render(request, template: str, context: dict, fragment: str):
     name = f"{template}#{fragment}" if _wants_fragment(request) else template
     return render(request, name, context)
-
-
-def _without_page(query) -> str:
-    query = query.copy()
-    query.pop("page", None)
-    return query.urlencode()
-
-
-def _page_of(request, queryset):
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 @require_GET
@@ -74,8 +64,19 @@ def _base_models_with_latest():
         latest_number=Subquery(latest.values("number")[:1]),
         latest_architecture=Subquery(latest.values("architecture")[:1]),
         latest_parameters=Subquery(latest.values("parameter_count")[:1]),
-        adapter_count=Count("versions__adapter_versions", distinct=True),
-    ).order_by("namespace", "name")
+    )
+
+
+def _attach_adapter_counts(bases) -> None:
+    """How many adapter versions are built on each base (any of its versions): the database keeps
+    these counters (selectors.base_adapter_counts), so nothing is counted per read."""
+    versions = list(BaseModelVersion.objects.filter(base_model__in=bases).values_list("id", "base_model_id"))
+    counts = selectors.base_adapter_counts([version_id for version_id, _ in versions])
+    totals: dict = {}
+    for version_id, base_id in versions:
+        totals[base_id] = totals.get(base_id, 0) + counts[version_id]
+    for base in bases:
+        base.adapter_count = f"{totals.get(base.id, 0):,}"
 
 
 @require_GET
@@ -87,19 +88,19 @@ def base_list(request):
     if search:
         queryset = queryset.filter(name__icontains=search) | queryset.filter(namespace__icontains=search)
     if architecture:
-        queryset = queryset.filter(versions__architecture=architecture).distinct()
-    architectures = (
-        BaseModelVersion.objects.exclude(architecture="")
-        .values_list("architecture", flat=True)
-        .distinct()
-        .order_by("architecture")
-    )
+        of_architecture = BaseModelVersion.objects.filter(base_model=OuterRef("pk"), architecture=architecture)
+        queryset = queryset.filter(Exists(of_architecture))
+    page = keyset_page(request, queryset)
+    _attach_adapter_counts(page.rows)
     context = {
-        "page": _page_of(request, queryset),
+        "page": page,
         "q": search,
         "architecture": architecture,
-        "architectures": architectures,
-        "query_string": _without_page(request.GET),
+        # Base versions are few next to adapters (one per model release), so DISTINCT here is cheap.
+        "architectures": BaseModelVersion.objects.exclude(architecture="")
+        .values_list("architecture", flat=True)
+        .distinct()
+        .order_by("architecture"),
     }
     return _render(request, "ui/base_list.html", context, "results")
 
@@ -115,16 +116,18 @@ def _version_or_404(resolve, namespace: str, name: str, number: int):
 @login_required
 def base_detail(request, namespace: str, name: str, number: int):
     version = _version_or_404(selectors.base_version_get, namespace, name, number)
-    adapters = list(
-        selectors.adapter_version_list(base=version)
-        .annotate(signed=selectors.signed_by_someone())
-        .order_by("adapter__namespace", "adapter__name", "number")
-    )
+    built_on = selectors.adapter_version_list(base=version).annotate(signed=selectors.signed_by_someone())
+    adapters = keyset_page(request, built_on, count=False)
+    adapters.count = f"{selectors.base_adapter_count(version.id):,}"  # kept by the database, not counted
     context = {
         "version": version,
-        "files": list(version.files.select_related("blob")),
         "adapters": adapters,
         "signing_required": namespaces_requiring_signatures(adapter.adapter.namespace for adapter in adapters),
+    }
+    if _wants_fragment(request):  # Newer / Older in place
+        return render(request, "ui/base_detail.html#adapters", context)
+    context |= {
+        "files": list(version.files.select_related("blob")),
         "history": version.base_model.versions.order_by("-number"),
         "config_items": _config_summary(version.config),
         **history_context(version),
@@ -177,31 +180,57 @@ def _filtered_adapters(filters: dict):
     )
 
 
-@require_GET
-@login_required
-def adapter_list(request):
-    filters = _adapter_filters(request)
-    page = _page_of(request, _filtered_adapters(filters).annotate(signed=selectors.signed_by_someone()))
-    context = {
-        "page": page,
-        "signing_required": namespaces_requiring_signatures(version.adapter.namespace for version in page),
-        "filters": filters,
+def _filter_choices() -> dict:
+    """The drop-downs' values, each a skip scan of its keyset index (registry/namespaces.py), never a
+    DISTINCT over every version; namespaces are a type-ahead (namespace_suggestions) instead."""
+    pusher_ids = adapter_version_distinct("created_by_id")
+    return {
         "statuses": Status.values,
         "base_choices": selectors.base_version_queryset().order_by(
             "base_model__namespace", "base_model__name", "-number"
         ),
-        "namespaces": AdapterVersion.objects.values_list("adapter__namespace", flat=True)
-        .distinct()
-        .order_by("adapter__namespace"),
-        "peft_types": AdapterVersion.objects.values_list("peft_type", flat=True).distinct().order_by("peft_type"),
-        "ranks": AdapterVersion.objects.exclude(r=None).values_list("r", flat=True).distinct().order_by("r"),
-        "pushers": AdapterVersion.objects.exclude(created_by=None)
-        .values_list("created_by__username", flat=True)
-        .distinct()
-        .order_by("created_by__username"),
-        "query_string": _without_page(request.GET),
+        "peft_types": adapter_version_distinct("peft_type"),
+        "ranks": adapter_version_distinct("r"),
+        "pushers": get_user_model()
+        .objects.filter(id__in=pusher_ids)
+        .order_by("username")
+        .values_list("username", flat=True),
     }
+
+
+@require_GET
+@login_required
+def adapter_list(request):
+    filters = _adapter_filters(request)
+    listed = _filtered_adapters(filters)
+    page = keyset_page(request, listed.annotate(signed=selectors.signed_by_someone()), count=False)
+    page.count = capped_count(listed)
+    context = {
+        "page": page,
+        "signing_required": namespaces_requiring_signatures(version.adapter.namespace for version in page),
+        "filters": filters,
+    }
+    if not _wants_fragment(request):  # the live search swaps the results only: no drop-downs to fill
+        context |= _filter_choices()
     return _render(request, "ui/adapter_list.html", context, "results")
+
+
+@require_GET
+@login_required
+def namespace_suggestions_fragment(request):
+    """The namespace type-ahead of the adapter list: links to the list filtered by each namespace that
+    starts with what was typed, the other filters kept (GET /api/v1/namespaces answers the same)."""
+    prefix = request.GET.get("namespace", "").strip()
+    # The form's other filters, the empty ones and the page's cursor left out: the link opens page one.
+    query = QueryDict(mutable=True)
+    for key, value in request.GET.items():
+        if value.strip() and key not in ("cursor", "namespace"):
+            query[key] = value
+    suggestions = []
+    for namespace in namespace_suggestions(prefix):
+        query["namespace"] = namespace
+        suggestions.append({"namespace": namespace, "query": query.urlencode()})
+    return render(request, "ui/adapter_list.html#namespace_suggestions", {"suggestions": suggestions, "prefix": prefix})
 
 
 def _reference_of(result: dict) -> dict | None:
@@ -283,12 +312,51 @@ def adapter_detail(request, namespace: str, name: str, number: int):
     context = {
         **_version_context(version),
         "files": list(version.files.select_related("blob")),
-        "children": version.children.select_related("adapter").order_by("created_at"),
+        **_children_context(request, version),
         "suites": _suite_choices(request, version),
         **checks,
         **version_aliases_context(version, request.user),  # the Aliases panel and the Promote form
     }
     return render(request, "ui/adapter_detail.html", context)
+
+
+CHILDREN_PAGE = selectors.LINEAGE_CHILDREN_SHOWN
+OLDEST_FIRST = keyset.Ordering.parse(("created_at", "id"))
+
+
+def _children_context(request, version) -> dict:
+    """A page of a version's children, oldest first (the lineage graph's order), with how many are
+    left: 10,000 children cost one page and a count that stops at LINEAGE_COUNT_CAP."""
+    children = AdapterVersion.objects.filter(parent=version).select_related("adapter")
+    page = keyset_page(request, children, size=CHILDREN_PAGE, count=False, ordering=OLDEST_FIRST)
+    earlier = request.GET.get("shown", "")
+    shown = (int(earlier) if earlier.isdigit() else 0) + len(page.rows)
+    total = capped_count(children, cap=selectors.LINEAGE_COUNT_CAP)
+    more_url = None
+    if page.next_query is not None:
+        query = QueryDict(page.next_query, mutable=True)
+        query["shown"] = str(shown)
+        more_url = f"{reverse('ui:adapter-children', args=[*_name_of(version), version.number])}?{query.urlencode()}"
+    return {
+        "children": page,
+        "children_total": total,
+        "children_remaining": CappedCount(max(total.value - shown, 0), total.more),
+        "children_more_url": more_url,
+    }
+
+
+def _name_of(version) -> tuple[str, str]:
+    return version.adapter.namespace, version.adapter.name
+
+
+@require_GET
+@login_required
+def adapter_children(request, namespace: str, name: str, number: int):
+    """The children the lineage graph collapses: htmx appends the next page in place ("+9,980 more");
+    without JavaScript the link opens the same page of them on its own."""
+    version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    context = {"version": version, **_children_context(request, version)}
+    return _render(request, "ui/adapter_children.html", context, "children_page")
 
 
 @require_POST
@@ -371,13 +439,14 @@ def adapter_upload(request):
     return render(request, "ui/adapter_upload.html", {"bases": bases, "initial_base": request.GET.get("base", "")})
 
 
-JOBS_SHOWN = 100
+JOBS_SHOWN = 50
 
 
 @require_GET
 @login_required
 def worker_list(request):
-    waiting = list(selectors.jobs_waiting()[: JOBS_SHOWN + 1])
+    """Workers and the jobs waiting for them, oldest first a page at a time: 10,000 queued jobs cost
+    one page of 50 and a count that stops at COUNT_CAP, never a read of them all."""
     workers = list(selectors.worker_list())
     for worker in workers:
         worker.snapshot = worker.resident_snapshot
@@ -385,9 +454,8 @@ def worker_list(request):
     context = {
         "workers": workers,
         "now": timezone.now(),
-        "queued": Job.objects.filter(state=Job.State.QUEUED).count(),
-        "jobs": waiting[:JOBS_SHOWN],
-        "more_jobs": len(waiting) > JOBS_SHOWN,
+        "queued": capped_count(Job.objects.filter(state=Job.State.QUEUED)),
+        "jobs": keyset_page(request, selectors.jobs_waiting(), size=JOBS_SHOWN, ordering=OLDEST_FIRST),
         "can_operate": is_admin(request.user),
     }
     return _render(request, "ui/workers.html", context, "table")

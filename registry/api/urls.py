@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from registry.api import access, files, promotions, residency, residency_fleet, signatures, tokens, views
+from registry.api import access, files, namespaces, promotions, residency, residency_fleet, signatures, tokens, views
 from registry.api.bulk import AdapterBulkView
 from registry.audit import api as audit_api
 from registry.audit import exports_api as audit_exports_api
@@ -95,6 +95,7 @@ urlpatterns = [
     path("bases/<path:ref>", views.BaseVersionDetailView.as_view(), name="api-base-detail"),
     path("adapters/", views.AdapterVersionListView.as_view(), name="api-adapter-list"),
     path("keys", signatures.RegistryKeysView.as_view(), name="api-keys"),
+    path("namespaces", namespaces.NamespaceListView.as_view(), name="api-namespaces"),
     path(
         "namespaces/<str:namespace>/signing-policy", signatures.SigningPolicyView.as_view(), name="api-signing-policy"
     ),

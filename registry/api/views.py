@@ -199,21 +199,39 @@ def _lineage_payload(lineage: selectors.Lineage) -> dict:
     return s.LineageSerializer({"root": lineage.root.id, "nodes": nodes, "edges": lineage.edges}).data
 
 
-class AdapterVersionLineageView(APIView):
-    """Ancestors (parents and base) and descendants (children, recursively) of an adapter version."""
+def _lineage_response(lineage: selectors.Lineage) -> Response:
+    response = Response(_lineage_payload(lineage))
+    if lineage.truncated:  # the graph's shape is unchanged; this says some children were left out
+        response["Lineage-Truncated"] = "true"
+    return response
 
-    @extend_schema(responses=s.LineageSerializer)
+
+LINEAGE_LIMITS = (
+    f"At most {selectors.LINEAGE_API_CHILDREN} children of each node (the oldest) and "
+    f"{selectors.LINEAGE_MAX_NODES} descendants in all; when children were left out the response "
+    "carries `Lineage-Truncated: true` (`bases/<ref>/adapters` pages through everything built on a base)."
+)
+
+
+class AdapterVersionLineageView(APIView):
+    @extend_schema(
+        responses=s.LineageSerializer,
+        description="Ancestors (parents and base) and descendants (children, recursively) of an adapter version. "
+        + LINEAGE_LIMITS,
+    )
     def get(self, request, ref):
         version: AdapterVersion = selectors.adapter_version_get(ref)
-        return Response(_lineage_payload(selectors.adapter_version_lineage(version)))
+        return _lineage_response(selectors.adapter_version_lineage(version, per_node=selectors.LINEAGE_API_CHILDREN))
 
 
 class BaseVersionLineageView(APIView):
-    """A base version and every adapter version built on it."""
-
-    @extend_schema(responses=s.LineageSerializer)
+    @extend_schema(
+        responses=s.LineageSerializer,
+        description="A base version and the adapter versions built on it. " + LINEAGE_LIMITS,
+    )
     def get(self, request, ref):
-        return Response(_lineage_payload(selectors.base_version_lineage(selectors.base_version_get(ref))))
+        version = selectors.base_version_get(ref)
+        return _lineage_response(selectors.base_version_lineage(version, per_node=selectors.LINEAGE_API_CHILDREN))
 
 
 # --- Worker pool, checks, evaluations --------------------------------------------------------

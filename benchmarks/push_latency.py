@@ -10,7 +10,8 @@ artifact root, MLflow's own single-machine set-up).
 
 Target (issue 13): push p50 <= 25 ms.
 Run: CELERY_BROKER_URL=redis://127.0.0.1:6379/<db> .venv/bin/python benchmarks/push_latency.py [--pushes 60]
-`--profile` instead pushes in-process through Django's test client and prints the SQL
+`--baseline-tree DIR` also starts the registry of another checkout (its own database) and pushes
+the same adapters to it, interleaved, for a before/after on the same load. `--profile` instead pushes in-process through Django's test client and prints the SQL
 statements of one push and the cProfile top functions (no HTTP).
 """
 
@@ -20,12 +21,14 @@ import logging
 import os
 import statistics
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from _common import OUT, engineer_token, machine_description, setup_django, start_server
+from _common import OUT, engineer_token, free_port, machine_description, setup_django, start_server
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
 README = "---\nlicense: apache-2.0\nlibrary_name: peft\n---\n# A support persona\n\nA small LoRA.\n"
@@ -109,32 +112,84 @@ def registry_push(client, url: str, token: str, directory: Path, name: str, base
     return elapsed
 
 
-def run_http(args, base_ref: str, adapter_dir: Path) -> dict:
+# Run inside another checkout: its own embedded database, this run's base registered there.
+PREPARE_BASELINE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from _common import engineer_token, setup_django
+setup_django("push")
+from registry.services.ingest import base_model_version_ingest
+from registry.uploads import incoming_from_directory
+with incoming_from_directory(Path(sys.argv[1])) as files:
+    base = base_model_version_ingest(name="bench/push-base", files=files, user=None).version
+print(json.dumps({"base": base.ref, "token": engineer_token()}))
+"""
+
+
+def start_baseline(tree: Path, base_dir: Path) -> tuple[subprocess.Popen, str, str, str]:
+    """gunicorn serving another checkout (e.g. the commit before a change), set up like ours."""
+    import httpx
+
+    env = {**os.environ, "ADAPTER_REGISTRY_VAR_DIR": str(tree / "benchmarks" / "out" / "var-push")}
+    prepared = subprocess.run(
+        [sys.executable, "-c", PREPARE_BASELINE, str(base_dir)], cwd=tree, env=env, capture_output=True, text=True
+    )
+    if prepared.returncode != 0:
+        raise SystemExit(f"the baseline checkout could not be prepared: {prepared.stderr[-2000:]}")
+    info = json.loads(prepared.stdout.strip().splitlines()[-1])
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.conf.py"]
+    options = ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "1", "--log-level", "warning"]
+    server = subprocess.Popen(command + options, cwd=tree, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
+                return server, url, info["token"], info["base"]
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the baseline server did not start")
+
+
+def run_http(args, base_ref: str, base_dir: Path, adapter_dir: Path) -> dict:
+    """Pushes to this checkout's server (and the baseline's, when given) and MLflow, interleaved,
+    so that all of them see the same load on a shared machine."""
     import httpx
 
     token = engineer_token()
     template = (adapter_dir / "adapter_model.safetensors").read_bytes()
-    server, url = start_server()
+    servers = [start_server()]
+    targets = [("registry_push", servers[0][1], token, base_ref)]
     work = Path(tempfile.mkdtemp(prefix="push-", dir=OUT))
-    mlflow_registry = MlflowRegistry(work)
     stamp = uuid.uuid4().hex[:6]
-    pushes, mlflow_runs = [], []
+    timings: dict[str, list[float]] = {"registry_push": [], "mlflow_log_and_register": []}
     try:
+        if args.baseline_tree:
+            server, url, baseline_token, baseline_base = start_baseline(Path(args.baseline_tree), base_dir)
+            servers.append((server, url))
+            targets.append(("baseline_push", url, baseline_token, baseline_base))
+            timings["baseline_push"] = []
+        mlflow_registry = MlflowRegistry(work)
         with httpx.Client(timeout=60) as client:
             for i in range(args.warmup + args.pushes):
                 variant = work / f"adapter-{i}"
                 write_variant(adapter_dir, variant, template)
-                push_seconds = registry_push(client, url, token, variant, f"bench/push-{stamp}-{i}", base_ref)
+                measured = {}
+                for label, url, key, base in targets[:: 1 if i % 2 else -1]:  # alternate who goes first
+                    measured[label] = registry_push(client, url, key, variant, f"bench/push-{stamp}-{i}", base)
                 started = time.perf_counter()
                 mlflow_registry.push(variant, f"push-{stamp}-{i}")
-                mlflow_seconds = time.perf_counter() - started
+                measured["mlflow_log_and_register"] = time.perf_counter() - started
                 if i >= args.warmup:
-                    pushes.append(push_seconds)
-                    mlflow_runs.append(mlflow_seconds)
+                    for label, seconds in measured.items():
+                        timings[label].append(seconds)
     finally:
-        server.terminate()
-        server.wait()
-    return {"registry_push": summary(pushes), "mlflow_log_and_register": summary(mlflow_runs)}
+        for server, _url in servers:
+            server.terminate()
+            server.wait()
+    return {label: summary(seconds) for label, seconds in timings.items()}
 
 
 def run_profile(base_ref: str, adapter_dir: Path) -> None:
@@ -184,6 +239,10 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--baseline-tree",
+        help="another checkout (e.g. `git archive <commit> | tar -x -C DIR`) pushed to in the same run, interleaved",
+    )
     args = parser.parse_args()
     setup_django("push")
     from registry.services.ingest import base_model_version_ingest
@@ -199,7 +258,8 @@ def main() -> None:
     result = {
         "machine": machine_description(),
         "broker": os.environ.get("CELERY_BROKER_URL", "filesystem (embedded default)").split("@")[-1],
-        **run_http(args, base.ref, adapter_dir),
+        "baseline_tree": args.baseline_tree,
+        **run_http(args, base.ref, base_dir, adapter_dir),
     }
     result["target_met"] = result["registry_push"]["p50_ms"] <= 25
     print(json.dumps(result, indent=2))

@@ -124,7 +124,8 @@ def _bulk_item(index: int, raw: dict, files: list[IncomingFile], signature: byte
     form = s.AdapterUploadSerializer(
         data={key: raw[key] for key in ("name", "base", "parent", "provenance") if key in raw}
     )
-    item = BulkItem(index=index, name=str(raw.get("name", ""))[:300], files=files, signature=signature)
+    name = raw.get("name")
+    item = BulkItem(index=index, name=name[:300] if isinstance(name, str) else "", files=files, signature=signature)
     if not form.is_valid():
         return dataclasses.replace(item, refusal=_item_fields_refusal(form.errors))
     data = form.validated_data

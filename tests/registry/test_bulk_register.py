@@ -12,6 +12,7 @@ from registry.demo import build
 from registry.models import Adapter, AdapterFile, AdapterVersion, AuditEvent, Blob, NamespaceRole
 from tests.conftest import _client_for, _user
 from tests.helpers import directory_files, leftovers, upload
+from tests.signing_helpers import key_policy, make_key, sign_with_key
 
 URL = "/api/v1/adapters/bulk"
 
@@ -223,3 +224,22 @@ def test_a_scoped_token_without_push_is_refused(alice, alice_client, llama, adap
     response = post_bulk(client, [{"name": "acme/a", "base": llama}], [fresh_weights(adapter_files)])
     assert response.status_code == 403 and response.json()["error"]["code"] == "token_scope"
     assert not Adapter.objects.exists()
+
+
+def test_signed_items_are_verified_against_the_namespace_policy(alice_client, carol_client, llama, zoo, tmp_path):
+    key = make_key(tmp_path / "keys")
+    policy = carol_client.put("/api/v1/namespaces/acme/signing-policy", key_policy(key), format="json")
+    assert policy.status_code == 200, policy.content
+    signed = zoo.copy("adapter-attention", tmp_path / "signed")
+    bundle = sign_with_key(signed, key)
+    items = [{"name": "acme/signed", "base": llama, "signature": True}, {"name": "acme/unsigned", "base": llama}]
+
+    response = post_bulk(
+        alice_client, items, [directory_files(signed), fresh_weights(directory_files(signed))], signatures=[bundle]
+    )
+
+    assert [(r["status"], r["code"]) for r in response.json()["results"]] == [
+        ("created", ""),
+        ("refused", "signature_required"),
+    ]
+    assert alice_client.get("/api/v1/adapters/acme/signed:v1").json()["signed"] is True

@@ -11,11 +11,14 @@ artifact root, MLflow's own single-machine set-up).
 Target (issue 13): push p50 <= 25 ms.
 Run: CELERY_BROKER_URL=redis://127.0.0.1:6379/<db> .venv/bin/python benchmarks/push_latency.py [--pushes 60]
 `--baseline-tree DIR` also starts the registry of another checkout (its own database) and pushes
-the same adapters to it, interleaved, for a before/after on the same load. `--profile` instead pushes in-process through Django's test client and prints the SQL
-statements of one push and the cProfile top functions (no HTTP).
+the same adapters to it, interleaved, for a before/after on the same load; each registry's server
+CPU per push (gunicorn + its PostgreSQL) is printed too, a figure other processes do not inflate.
+`--profile` instead pushes in-process through Django's test client and prints the SQL statements of
+one push and a cProfile (PROFILE_SORT=tottime|cumulative, PROFILE_FILTER=<regex>), no HTTP.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -127,6 +130,26 @@ print(json.dumps({"base": base.ref, "token": engineer_token()}))
 """
 
 
+def server_cpu_seconds(server: subprocess.Popen, var_dir: Path) -> float:
+    """CPU time spent so far by a registry's gunicorn and its embedded PostgreSQL (every backend,
+    the WAL writer and checkpointer, and exited children): the work of its pushes, which unlike
+    wall time does not grow when other processes crowd a shared machine."""
+    import psutil
+
+    processes = [psutil.Process(server.pid)]
+    postmaster = var_dir / "pgdata" / "postmaster.pid"
+    if postmaster.exists():
+        processes.append(psutil.Process(int(postmaster.read_text().split()[0])))
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += sum(child.cpu_times()[:2])
+    return total
+
+
 def start_baseline(tree: Path, base_dir: Path) -> tuple[subprocess.Popen, str, str, str]:
     """gunicorn serving another checkout (e.g. the commit before a change), set up like ours."""
     import httpx
@@ -162,6 +185,7 @@ def run_http(args, base_ref: str, base_dir: Path, adapter_dir: Path) -> dict:
     template = (adapter_dir / "adapter_model.safetensors").read_bytes()
     servers = [start_server()]
     targets = [("registry_push", servers[0][1], token, base_ref)]
+    var_dirs = {"registry_push": OUT / "var-push"}
     work = Path(tempfile.mkdtemp(prefix="push-", dir=OUT))
     stamp = uuid.uuid4().hex[:6]
     timings: dict[str, list[float]] = {"registry_push": [], "mlflow_log_and_register": []}
@@ -170,6 +194,7 @@ def run_http(args, base_ref: str, base_dir: Path, adapter_dir: Path) -> dict:
             server, url, baseline_token, baseline_base = start_baseline(Path(args.baseline_tree), base_dir)
             servers.append((server, url))
             targets.append(("baseline_push", url, baseline_token, baseline_base))
+            var_dirs["baseline_push"] = Path(args.baseline_tree) / "benchmarks" / "out" / "var-push"
             timings["baseline_push"] = []
         mlflow_registry = MlflowRegistry(work)
         with httpx.Client(timeout=60) as client:
@@ -177,6 +202,11 @@ def run_http(args, base_ref: str, base_dir: Path, adapter_dir: Path) -> dict:
                 variant = work / f"adapter-{i}"
                 write_variant(adapter_dir, variant, template)
                 measured = {}
+                if i == args.warmup:
+                    cpu_before = {
+                        label: server_cpu_seconds(servers[n][0], var_dirs[label])
+                        for n, (label, *_) in enumerate(targets)
+                    }
                 for label, url, key, base in targets[:: 1 if i % 2 else -1]:  # alternate who goes first
                     measured[label] = registry_push(client, url, key, variant, f"bench/push-{stamp}-{i}", base)
                 started = time.perf_counter()
@@ -185,11 +215,18 @@ def run_http(args, base_ref: str, base_dir: Path, adapter_dir: Path) -> dict:
                 if i >= args.warmup:
                     for label, seconds in measured.items():
                         timings[label].append(seconds)
+        cpu = {
+            label: (server_cpu_seconds(servers[n][0], var_dirs[label]) - cpu_before[label]) / args.pushes
+            for n, (label, *_) in enumerate(targets)
+        }
     finally:
         for server, _url in servers:
             server.terminate()
             server.wait()
-    return {label: summary(seconds) for label, seconds in timings.items()}
+    result = {label: summary(seconds) for label, seconds in timings.items()}
+    for label, seconds in cpu.items():
+        result[label]["server_cpu_ms_per_push"] = round(seconds * 1000, 1)
+    return result
 
 
 def run_profile(base_ref: str, adapter_dir: Path) -> None:
@@ -229,7 +266,8 @@ def run_profile(base_ref: str, adapter_dir: Path) -> None:
         push(i)
     profiler.disable()
     print(f"in-process push: {(time.perf_counter() - started) / 20 * 1000:.1f} ms on average over 20 (profiled)")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(os.environ.get("PROFILE_FILTER", ""), 60)
+    stats = pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative"))
+    stats.print_stats(os.environ.get("PROFILE_FILTER", ""), 60)
 
 
 def main() -> None:

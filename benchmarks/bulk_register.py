@@ -69,6 +69,8 @@ def run_http(args, base_ref: str, adapters: Path) -> dict:
         namespace,
         "--batch-size",
         str(args.batch_size),
+        "--parallel",
+        str(args.parallel),
     ]
     try:
         started = time.perf_counter()
@@ -87,6 +89,7 @@ def run_http(args, base_ref: str, adapters: Path) -> dict:
         "count": args.count,
         "batch_size": args.batch_size,
         "gunicorn_workers": args.workers,
+        "parallel_requests": args.parallel,
         "seconds": round(seconds, 1),
         "versions_per_s": round(args.count / seconds, 1),
         "projected_100k_minutes": round(100_000 / (args.count / seconds) / 60, 1),
@@ -132,6 +135,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers")
+    parser.add_argument("--parallel", type=int, default=1, help="push-many --parallel: requests in flight")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     setup_django("bulk")

@@ -14,6 +14,7 @@ is 1 if any item was refused. Like registry/cli.py this module never imports Dja
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,21 +77,33 @@ def add_parser(commands, cli_error: type[Exception]) -> None:
         help=f"adapters per request (default and most: {MAX_ITEMS_PER_REQUEST})",
     )
     push_many.add_argument("--batch-mb", type=float, default=256.0, help="megabytes per request (default 256)")
+    push_many.add_argument(
+        "--parallel", type=int, default=1, help="requests in flight at once (default 1; the server must have workers)"
+    )
     push_many.set_defaults(handler=lambda args, registry: push_many_run(args, registry, cli_error))
 
 
 def push_many_run(args, registry, cli_error) -> None:
     if not 1 <= args.batch_size <= MAX_ITEMS_PER_REQUEST:
         raise cli_error(f"--batch-size must be from 1 to {MAX_ITEMS_PER_REQUEST}")
+    if not 1 <= args.parallel <= 8:
+        raise cli_error("--parallel must be from 1 to 8")
     items = read_source(Path(args.source), args.base, args.namespace, cli_error)
     progress = Progress(total=len(items), enabled=args.progress)
     counts = {"created": 0, "existing": 0, "refused": 0}
-    for batch in batches(items, args.batch_size, int(args.batch_mb * 1024 * 1024)):
-        body = _push_batch(registry, batch, cli_error, done=progress.done)
-        for item, result in zip(batch, body["results"], strict=True):
-            counts[result["status"]] += 1
-            _print_result(item, result, args.json)
-        progress.advance(len(batch))
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        sent = pool.map(
+            lambda batch: (batch, _push_batch(registry, batch, cli_error)),
+            batches(items, args.batch_size, int(args.batch_mb * 1024 * 1024)),
+        )
+        try:
+            for batch, body in sent:  # in order, whatever order the answers came in
+                for item, result in zip(batch, body["results"], strict=True):
+                    counts[result["status"]] += 1
+                    _print_result(item, result, args.json)
+                progress.advance(len(batch))
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a batch refused whole, send no more
     progress.close()
     summary = f"{counts['created']} created, {counts['existing']} already registered, {counts['refused']} refused"
     if counts["refused"]:
@@ -227,7 +240,7 @@ def _manifest_entry(item: Item) -> dict:
     return entry
 
 
-def _push_batch(registry, batch: list[Item], cli_error, *, done: int) -> dict:
+def _push_batch(registry, batch: list[Item], cli_error) -> dict:
     manifest = json.dumps([_manifest_entry(item) for item in batch])
     with ExitStack() as stack:
         parts = [
@@ -242,9 +255,9 @@ def _push_batch(registry, batch: list[Item], cli_error, *, done: int) -> dict:
         ]
         try:
             return registry.request("POST", "adapters/bulk", data={"manifest": manifest}, files=parts)
-        except cli_error as exc:  # the request as a whole was refused: say how far the push got
+        except cli_error as exc:  # the request as a whole was refused: say which one
             raise cli_error(
-                f"{exc} (after {done} adapters pushed; this batch started at {batch[0].directory})"
+                f"{exc} (the batch from {batch[0].directory}; lines above say what was registered)"
             ) from None
 
 

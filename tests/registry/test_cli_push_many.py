@@ -51,7 +51,8 @@ def test_it_pushes_a_directory_of_adapters_and_reports_the_refused_one(run, zoo,
     pickled.mkdir()
     (pickled / "adapter_model.bin").write_bytes(b"\x80\x04K\x01.")
 
-    pushed = run("push-many", str(tmp_path / "adapters"), "--base", llama, "--namespace", "acme", "--batch-size", "2")
+    adapters = str(tmp_path / "adapters")
+    pushed = run("push-many", adapters, "--base", llama, "--namespace", "acme", "--batch-size", "1", "--parallel", "2")
 
     assert pushed.returncode == 1
     assert pushed.stdout.splitlines()[:2] == ["created   acme/alpha:v1  checking", "created   acme/beta:v1  checking"]
@@ -60,7 +61,7 @@ def test_it_pushes_a_directory_of_adapters_and_reports_the_refused_one(run, zoo,
     assert set(Adapter.objects.values_list("name", flat=True)) == {"alpha", "beta"}
 
     shutil.rmtree(pickled)
-    again = run("push-many", str(tmp_path / "adapters"), "--base", llama, "--namespace", "acme")
+    again = run("push-many", adapters, "--base", llama, "--namespace", "acme")
     assert again.returncode == 0, again.stderr
     assert [line.split()[0] for line in again.stdout.splitlines()] == ["existing", "existing"]
 
@@ -107,3 +108,21 @@ def test_a_bad_manifest_line_is_named_before_anything_is_sent(run, zoo, tmp_path
         assert pushed.returncode == 1 and pushed.stdout == ""
         assert pushed.stderr.count("\n") == 1 and "adapters.jsonl:2: " in pushed.stderr and says in pushed.stderr
     assert not Adapter.objects.exists()
+
+
+def test_batches_stay_within_the_servers_limits(tmp_path):
+    from registry.cli_bulk import Item, batches
+
+    items = []
+    for i in range(90):
+        directory = tmp_path / f"a{i}"
+        directory.mkdir()
+        for name in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
+            (directory / name).write_bytes(b"x" * 10)
+        items.append(
+            Item(i, directory, f"acme/a{i}", "acme/llama:v1", files=sorted((p.name, p) for p in directory.iterdir()))
+        )
+
+    assert [len(batch) for batch in batches(items, 200, 10**9)] == [85, 5]  # 256 file parts at most
+    assert [len(batch) for batch in batches(items, 40, 10**9)] == [40, 40, 10]
+    assert [len(batch) for batch in batches(items, 200, 300)] == [10] * 9  # 30 bytes an adapter

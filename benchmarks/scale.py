@@ -162,6 +162,41 @@ def load(args) -> dict:
     return refs
 
 
+def load_audit_and_telemetry(args) -> None:
+    """--audit-events audit events and --telemetry windows, for their lists; rows only (this data
+    set's audit chain is not meant to verify)."""
+    if execute_scalar("SELECT count(*) FROM registry_auditevent") < args.audit_events:
+        execute(
+            """INSERT INTO registry_auditevent (id, seq, time, type, actor_kind, actor_id, actor_name, actor_role,
+                   token_id, request_id, client_address, object_type, object_id, object_digest, namespace, adapter,
+                   reason, outcome, prev_hash, entry_hash, body)
+               SELECT gen_random_uuid(), base.seq + i, now() - ((%s - i) || ' s')::interval,
+                      (ARRAY['adapter.uploaded','job.finished','alias.moved','user.login'])[1 + mod(i, 4)],
+                      'user', '1', 'ci-bot-' || mod(i, 5), 'engineer', '', '', '', 'adapter_version', i::text, '',
+                      'team-' || lpad(mod(i, 500)::text, 4, '0'), '', '', 'success', md5(i::text), md5(i::text), '{}'
+               FROM generate_series(1, %s) AS i, (SELECT coalesce(max(seq), 0) AS seq FROM registry_auditevent) base""",
+            [args.audit_events, args.audit_events],
+            "audit events",
+        )
+    if execute_scalar("SELECT count(*) FROM registry_telemetrywindow") < args.telemetry:
+        from registry.models import ServingWorker
+
+        worker, _ = ServingWorker.objects.get_or_create(
+            name="bench-vllm-0", defaults={"engine": "vllm", "gpu_slots": 8}
+        )
+        execute(
+            """INSERT INTO registry_telemetrywindow (window_start, window_end, requests, cold_loads, ttft_p50_ms,
+                   ttft_p99_ms, resolution, received_at, adapter_version_id, worker_id)
+               SELECT now() - ((v.i + 60) || ' s')::interval, now() - (v.i || ' s')::interval, 1 + mod(v.i, 50), 0,
+                      20, 80, 'raw', now(), v.id, %s
+               FROM (SELECT id, row_number() OVER () AS i FROM registry_adapterversion LIMIT %s) v""",
+            [worker.id, args.telemetry],
+            "telemetry windows",
+        )
+    execute("VACUUM ANALYZE registry_auditevent", label="vacuum audit")
+    execute("VACUUM ANALYZE registry_telemetrywindow", label="vacuum telemetry")
+
+
 def execute_scalar(sql: str, params=()):
     from django.db import connection
 
@@ -225,6 +260,11 @@ def api_scenarios(refs: dict) -> dict[str, str]:
         "suites": "/api/v1/suites/",
         "lineage: 10,000 children": f"/api/v1/adapters/{refs['hub']}/lineage",
         "namespaces type-ahead": "/api/v1/namespaces?prefix=team-00",
+        "audit events": "/api/v1/audit/events",
+        "audit events: namespace": f"/api/v1/audit/events?namespace={refs['namespace']}",
+        "audit events: type": "/api/v1/audit/events?type=alias.moved",
+        "telemetry": "/api/v1/telemetry",
+        "telemetry: worker": "/api/v1/telemetry?worker=bench-vllm-0",
     }
 
 
@@ -332,9 +372,12 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=200_000)
     parser.add_argument("--queued-jobs", type=int, default=10_000)
+    parser.add_argument("--audit-events", type=int, default=1_000_000)
+    parser.add_argument("--telemetry", type=int, default=1_000_000, help="telemetry windows")
     parser.add_argument("--no-files", dest="files", action="store_false", help="no file and blob rows")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--walk-pages", type=int, default=200)
+    parser.add_argument("--only", nargs="*", default=[], help="only the scenarios whose names contain one of these")
     parser.add_argument("--load-only", action="store_true", help="build the data set and stop")
     args = parser.parse_args()
     setup_django("scale")
@@ -345,12 +388,16 @@ def main() -> None:
     call_command("collectstatic", interactive=False, verbosity=0)  # the UI pages name hashed static files
 
     refs = load(args)
+    load_audit_and_telemetry(args)
     if args.load_only:
         return
     token = engineer_token()
     engineer = User.objects.get(username="bench-engineer")
     engineer.groups.add(Group.objects.get_or_create(name="admin")[0])  # the Workers page is for operators
     api, ui = api_scenarios(refs), ui_scenarios(refs)
+    if args.only:  # a quicker look at some scenarios while working on them
+        api = {name: url for name, url in api.items() if any(part in name for part in args.only)}
+        ui = {name: url for name, url in ui.items() if any(part in name for part in args.only)}
     plans_for = {name: (url, {}, "bench-engineer") for name, url in api.items()}
     plans_for.update({name: (url, headers, "bench-engineer") for name, (url, headers) in ui.items()})
     explained, plans = explain_all(plans_for)

@@ -167,6 +167,12 @@ def _database_url() -> str:
 
 DATABASES = {"default": dj_database_url.parse(_database_url(), conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_adapter_registry")}
+# The catalog's hot indexes live in memory or on SSD, where a random read costs about what a
+# sequential one does. PostgreSQL's default (4.0, for spinning disks) made the planner walk a
+# whole list order rather than probe a few thousand adapters' versions (BENCHMARKS.md, scale).
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+    f"-c random_page_cost={float(env_str('DB_RANDOM_PAGE_COST', '1.1'))}"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

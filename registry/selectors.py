@@ -3,8 +3,9 @@
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Sum
+from django.db.models import BigIntegerField, BooleanField, Exists, F, Func, OuterRef, Prefetch, QuerySet, Sum, Value
 from django.utils import timezone
 
 from registry.errors import NotFound
@@ -28,7 +29,10 @@ def base_version_queryset() -> QuerySet[BaseModelVersion]:
 
 
 def adapter_version_queryset() -> QuerySet[AdapterVersion]:
-    return AdapterVersion.objects.select_related("adapter", "created_by", "base_version__base_model", "parent__adapter")
+    # The base's tensor index (tens of KB of JSON) is for pushes, not for reading an adapter.
+    return AdapterVersion.objects.select_related(
+        "adapter", "created_by", "base_version__base_model", "parent__adapter"
+    ).defer("base_version__tensor_index")
 
 
 def resolve_ref(queryset: QuerySet, ref_text: str, *, kind: str, repository_field: str | None = None):
@@ -135,6 +139,8 @@ def adapter_version_list(
     created_before=None,
 ) -> QuerySet[AdapterVersion]:
     queryset = _created(adapter_version_queryset(), created_by, created_after, created_before)
+    if search:  # first: a rare search narrows to a few names, within the namespace if one is given
+        queryset, namespace = _adapter_name_search(queryset, search, namespace)
     if namespace:  # the version's own copy: one range scan of (namespace, created_at, id)
         queryset = queryset.filter(namespace=namespace)
     if name:
@@ -147,8 +153,6 @@ def adapter_version_list(
         queryset = queryset.filter(peft_type=peft_type.upper())
     if r is not None:
         queryset = queryset.filter(r=r)
-    if search:
-        queryset = _adapter_name_search(queryset, search, namespace)
     return queryset
 
 
@@ -158,20 +162,33 @@ def adapter_version_list(
 SEARCH_NAME_CAP = 5000
 
 
-def _adapter_name_search(queryset: QuerySet[AdapterVersion], search: str, namespace: str) -> QuerySet[AdapterVersion]:
-    """Versions whose adapter name contains `search` (any case), planned by how common it is.
+def _adapter_name_search(queryset: QuerySet[AdapterVersion], search: str, namespace: str) -> tuple[QuerySet, str]:
+    """Versions whose adapter name contains `search` (any case), planned by how common it is;
+    returns them and the namespace filter still to apply ("" once the names are within it).
 
     The planner cannot tell from statistics whether "support" matches ten names or a million, so
     we ask the name index first, for at most SEARCH_NAME_CAP + 1 names: a rare search becomes an
-    `adapter_id IN (...)` list served by the (adapter, created_at, id) index; a common one is a plain
+    `adapter_id = ANY(array)` served by the (adapter, created_at, id) index; a common one is a plain
     filter on the walk down the list order, which stops as soon as a page is full."""
     names = Adapter.objects.filter(name__substring=search)
     if namespace:
         names = names.filter(namespace=namespace)
     matching = list(names.values_list("id", flat=True)[: SEARCH_NAME_CAP + 1])
     if len(matching) <= SEARCH_NAME_CAP:
-        return queryset.filter(adapter_id__in=matching)
-    return queryset.filter(adapter__name__icontains=search)
+        return queryset.filter(AnyOf(F("adapter_id"), matching)), ""
+    return queryset.filter(adapter__name__substring_scan=search), namespace  # registry/search.py
+
+
+class AnyOf(Func):
+    """`column = ANY(%s)` with one array parameter: planning an IN list of 5,000 constants took
+    longer than running it (15 ms for 1,000)."""
+
+    template = "(%(expressions)s))"
+    arg_joiner = " = ANY("
+    output_field = BooleanField()
+
+    def __init__(self, column, values):
+        super().__init__(column, Value(list(values), output_field=ArrayField(BigIntegerField())))
 
 
 # --- List rows ------------------------------------------------------------------------

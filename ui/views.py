@@ -1,11 +1,15 @@
 """Server-rendered pages. A page and its htmx fragment share one URL and one view:
 the fragment (a partialdef in the page template) is sent only to plain htmx requests."""
 
+import uuid
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
@@ -29,7 +33,7 @@ from registry.services.signatures import signing_policy_set, version_verify
 from registry.services.suites import REQUIRED_HEAD, evaluation_suite_get, version_head
 from ui.audit import history_context
 from ui.lineage import lineage_svg
-from ui.paging import CappedCount, capped_count, keyset_page
+from ui.paging import CURSOR_PARAM, CappedCount, UIPage, capped_count, keyset_page
 from ui.promotions import version_aliases_context
 from ui.signing import (
     NAMESPACE_PATTERN,
@@ -204,7 +208,9 @@ def adapter_list(request):
     filters = _adapter_filters(request)
     listed = _filtered_adapters(filters)
     page = keyset_page(request, listed.annotate(signed=selectors.signed_by_someone()), count=False)
-    page.count = capped_count(listed)
+    # Counted only when an index range serves the filters. A common search finds its matches by
+    # walking the list, so counting 1,001 of them would cost forty pages' walk on every keystroke.
+    page.count = capped_count(listed) if not filters["q"] else None
     context = {
         "page": page,
         "signing_required": namespaces_requiring_signatures(version.adapter.namespace for version in page),
@@ -324,11 +330,46 @@ CHILDREN_PAGE = selectors.LINEAGE_CHILDREN_SHOWN
 OLDEST_FIRST = keyset.Ordering.parse(("created_at", "id"))
 
 
+# One parent's children, oldest first, after a cursor. "+ interval '0'" keeps the planner off the
+# (created_at, id) index: it walks that index filtering on the parent, which reads all 2x10^6 rows
+# (9 s) when the children are the newest rows. The parent index and a top-N sort of its children
+# (10,000 of them: a few ms) is the plan wanted, until an index on (parent, created_at, id) exists.
+_CHILDREN_PAGE_SQL = """
+SELECT id FROM registry_adapterversion
+WHERE parent_id = %(parent)s AND (created_at, id) > (%(at)s, %(id)s)
+ORDER BY created_at + interval '0', id LIMIT %(limit)s
+"""
+_BEFORE_EVERY_ROW = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+
+
+def _children_page(request, version) -> UIPage:
+    """CHILDREN_PAGE children of `version` from the request's cursor on (forward only: the list grows
+    in place), as a keyset page whose next link carries the filters."""
+    raw = request.GET.get(CURSOR_PARAM)
+    try:
+        start = keyset.decode(raw, AdapterVersion.objects.all(), OLDEST_FIRST).key if raw else _BEFORE_EVERY_ROW
+    except keyset.InvalidCursor:
+        start = _BEFORE_EVERY_ROW
+    with connection.cursor() as cursor:
+        params = {"parent": version.id, "at": start[0], "id": start[1], "limit": CHILDREN_PAGE + 1}
+        cursor.execute(_CHILDREN_PAGE_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    rows = sorted(
+        AdapterVersion.objects.select_related("adapter").filter(id__in=ids[:CHILDREN_PAGE]),
+        key=lambda child: (child.created_at, child.id),
+    )
+    following = keyset.Cursor(keyset.FORWARD, (rows[-1].created_at, rows[-1].id)) if len(ids) > CHILDREN_PAGE else None
+    query = request.GET.copy()
+    if following is not None:
+        query[CURSOR_PARAM] = keyset.encode(following)
+    return UIPage(rows, None, None, query.urlencode() if following is not None else None)
+
+
 def _children_context(request, version) -> dict:
     """A page of a version's children, oldest first (the lineage graph's order), with how many are
     left: 10,000 children cost one page and a count that stops at LINEAGE_COUNT_CAP."""
-    children = AdapterVersion.objects.filter(parent=version).select_related("adapter")
-    page = keyset_page(request, children, size=CHILDREN_PAGE, count=False, ordering=OLDEST_FIRST)
+    children = AdapterVersion.objects.filter(parent=version)
+    page = _children_page(request, version)
     earlier = request.GET.get("shown", "")
     shown = (int(earlier) if earlier.isdigit() else 0) + len(page.rows)
     total = capped_count(children, cap=selectors.LINEAGE_COUNT_CAP)
@@ -447,6 +488,7 @@ JOBS_SHOWN = 50
 def worker_list(request):
     """Workers and the jobs waiting for them, oldest first a page at a time: 10,000 queued jobs cost
     one page of 50 and a count that stops at COUNT_CAP, never a read of them all."""
+    queued = Job.objects.filter(state=Job.State.QUEUED)
     workers = list(selectors.worker_list())
     for worker in workers:
         worker.snapshot = worker.resident_snapshot
@@ -454,8 +496,17 @@ def worker_list(request):
     context = {
         "workers": workers,
         "now": timezone.now(),
-        "queued": capped_count(Job.objects.filter(state=Job.State.QUEUED)),
-        "jobs": keyset_page(request, selectors.jobs_waiting(), size=JOBS_SHOWN, ordering=OLDEST_FIRST),
+        "queued": capped_count(queued),
+        # Running jobs are at most one per worker; the queued ones page on the (state, created_at, id)
+        # index (state IN (queued, running) would walk the whole job table in created_at order).
+        "running": list(selectors.job_queryset().filter(state=Job.State.RUNNING).order_by("created_at", "id")),
+        "jobs": keyset_page(
+            request,
+            selectors.job_queryset().filter(state=Job.State.QUEUED),
+            size=JOBS_SHOWN,
+            count=False,
+            ordering=OLDEST_FIRST,
+        ),
         "can_operate": is_admin(request.user),
     }
     return _render(request, "ui/workers.html", context, "table")

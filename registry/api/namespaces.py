@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry.api.schema import TextField
-from registry.api.serializers import ListFilterSerializer
+from registry.api.serializers import ListFilterSerializer, QueryIntegerField
 from registry.namespaces import SUGGESTIONS_LIMIT, SUGGESTIONS_MAX, namespace_suggestions
 
 
@@ -14,7 +14,7 @@ class NamespaceFilterSerializer(ListFilterSerializer):
     paginated = False
 
     prefix = TextField(required=False, allow_blank=True, max_length=64, help_text="what the namespace starts with")
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=SUGGESTIONS_MAX, default=SUGGESTIONS_LIMIT)
+    limit = QueryIntegerField(required=False, min_value=1, max_value=SUGGESTIONS_MAX, default=SUGGESTIONS_LIMIT)
 
 
 class NamespaceListSerializer(serializers.Serializer):

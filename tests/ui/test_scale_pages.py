@@ -139,6 +139,7 @@ def test_the_namespaces_api_answers_the_type_ahead(alice_client, client, base):
     assert response.status_code == 200 and response.json() == {"results": ["team-a", "team-b"]}
     assert alice_client.get("/api/v1/namespaces?limit=1").json() == {"results": ["team-a"]}
     assert alice_client.get("/api/v1/namespaces?limit=0").status_code == 400
+    assert alice_client.get("/api/v1/namespaces?limit=").status_code == 400  # the schema says an integer
     refused = alice_client.get("/api/v1/namespaces?name=x")
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_filter"
     assert client.get("/api/v1/namespaces?prefix=team").status_code in (401, 403)

@@ -120,7 +120,11 @@ def _version_or_404(resolve, namespace: str, name: str, number: int):
 @login_required
 def base_detail(request, namespace: str, name: str, number: int):
     version = _version_or_404(selectors.base_version_get, namespace, name, number)
-    built_on = selectors.adapter_version_list(base=version).annotate(signed=selectors.signed_by_someone())
+    built_on = (
+        selectors.adapter_version_list(base=version)
+        .defer(*LIST_DEFERRED)
+        .annotate(signed=selectors.signed_by_someone())
+    )
     adapters = keyset_page(request, built_on, count=False)
     adapters.count = f"{selectors.base_adapter_count(version.id):,}"  # kept by the database, not counted
     context = {
@@ -184,6 +188,19 @@ def _filtered_adapters(filters: dict):
     )
 
 
+# What a list row never shows: JSON documents (the base's tensor index alone is a few hundred
+# entries per row at 7B parameters) that would be read and parsed once per row of every page.
+LIST_DEFERRED = (
+    "config",
+    "card",
+    "resolved_patterns",
+    "training_params",
+    "base_version__config",
+    "base_version__card",
+    "base_version__tensor_index",
+)
+
+
 def _filter_choices() -> dict:
     """The drop-downs' values, each a skip scan of its keyset index (registry/namespaces.py), never a
     DISTINCT over every version; namespaces are a type-ahead (namespace_suggestions) instead."""
@@ -207,7 +224,8 @@ def _filter_choices() -> dict:
 def adapter_list(request):
     filters = _adapter_filters(request)
     listed = _filtered_adapters(filters)
-    page = keyset_page(request, listed.annotate(signed=selectors.signed_by_someone()), count=False)
+    shown = listed.defer(*LIST_DEFERRED).annotate(signed=selectors.signed_by_someone())
+    page = keyset_page(request, shown, count=False)
     # Counted only when an index range serves the filters. A common search finds its matches by
     # walking the list, so counting 1,001 of them would cost forty pages' walk on every keystroke.
     page.count = capped_count(listed) if not filters["q"] else None

@@ -348,14 +348,12 @@ CHILDREN_PAGE = selectors.LINEAGE_CHILDREN_SHOWN
 OLDEST_FIRST = keyset.Ordering.parse(("created_at", "id"))
 
 
-# One parent's children, oldest first, after a cursor. "+ interval '0'" keeps the planner off the
-# (created_at, id) index: it walks that index filtering on the parent, which reads all 2x10^6 rows
-# (9 s) when the children are the newest rows. The parent index and a top-N sort of its children
-# (10,000 of them: a few ms) is the plan wanted, until an index on (parent, created_at, id) exists.
+# One parent's children, oldest first, after a cursor: one range scan of the (parent, created_at,
+# id) index. Without it the planner walked (created_at, id) filtering on the parent: 9 s at 2x10^6.
 _CHILDREN_PAGE_SQL = """
 SELECT id FROM registry_adapterversion
 WHERE parent_id = %(parent)s AND (created_at, id) > (%(at)s, %(id)s)
-ORDER BY created_at + interval '0', id LIMIT %(limit)s
+ORDER BY created_at, id LIMIT %(limit)s
 """
 _BEFORE_EVERY_ROW = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
 

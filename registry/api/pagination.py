@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from registry import keyset
+from registry.errors import NotFound
 
 
 class VersionCursorPagination(BasePagination):
@@ -12,7 +13,7 @@ class VersionCursorPagination(BasePagination):
     many rows share a timestamp, and no COUNT(*) over the table is ever run.
 
     The envelope is `{next, previous, results}`; `next` and `previous` are links carrying an opaque
-    `cursor`. A cursor that this list did not give out is refused with 400, not read as page one."""
+    `cursor`. A cursor that this list did not give out is a 404 `cursor_not_found`, not page one."""
 
     ordering = ("-created_at", "-id")
     page_size = 50
@@ -35,9 +36,9 @@ class VersionCursorPagination(BasePagination):
         size = self.get_page_size(request)
         raw = request.query_params.get(self.cursor_query_param)
         try:
-            cursor = keyset.decode(raw, queryset, ordering) if raw is not None else None
-        except keyset.InvalidCursor as exc:
-            raise ValidationError({self.cursor_query_param: [f"{exc}; start again from the first page"]}) from None
+            cursor = keyset.decode(raw, queryset, ordering) if raw else None  # empty: the first page, as in DRF
+        except keyset.InvalidCursor as exc:  # 404, as DRF answers: no page sits at that cursor
+            raise NotFound("cursor_not_found", f"{exc}; start again from the first page") from None
         self.request = request
         self.page = keyset.page(queryset, ordering, cursor, size)
         return self.page.rows

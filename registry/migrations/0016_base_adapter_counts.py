@@ -4,7 +4,6 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
 # Statement-level triggers with transition tables: a bulk INSERT of a million versions adds one
 # grouped row per base, not a million upserts. plpgsql is in every PostgreSQL we run on.
 COUNT_TRIGGERS_SQL = """

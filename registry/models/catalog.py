@@ -174,7 +174,9 @@ class AdapterVersion(Version):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
+    )
     # The adapter's namespace, copied onto the version by a BEFORE INSERT trigger (migration 0017;
     # names never move between namespaces) so that `namespace=` is one range scan of the
     # (namespace, created_at, id) index: through the join, the planner either walked the whole list
@@ -216,6 +218,7 @@ class AdapterVersion(Version):
             keyset_index(name="adapter_version_keyset"),
             keyset_index("adapter", name="adapter_version_adapter_keyset"),
             keyset_index("namespace", name="adapter_version_ns_keyset"),
+            keyset_index("parent", name="adapter_version_parent_keyset"),  # children, oldest first
             keyset_index("base_version", name="adapter_version_base_keyset"),
             keyset_index("status", name="adapter_version_status_keyset"),
             keyset_index("peft_type", name="adapter_version_peft_keyset"),

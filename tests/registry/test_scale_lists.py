@@ -79,8 +79,8 @@ def test_cursor_pages_cover_rows_sharing_one_timestamp_exactly_once_both_ways(al
 def test_a_cursor_the_list_did_not_give_out_is_refused(alice_client, named):
     for cursor in ["not-a-cursor", "WyJuZXh0IiwgWyJ4Il1d", "W10"]:
         response = alice_client.get("/api/v1/adapters/", {"cursor": cursor})
-        assert response.status_code == 400, cursor
-        assert "cursor" in response.json()["error"]["detail"]
+        assert response.status_code == 404, cursor
+        assert response.json()["error"]["code"] == "cursor_not_found"
 
 
 @pytest.mark.parametrize(
@@ -128,6 +128,8 @@ INDEXES = {
         "adapter_version_peft_keyset",
         "adapter_version_r_keyset",
         "adapter_version_creator_keyset",
+        "adapter_version_ns_keyset",
+        "adapter_version_parent_keyset",
     ],
     "registry_adapter": ["adapter_name", "adapter_name_grams"],
     "registry_basemodel": ["base_model_name_grams"],

@@ -47,6 +47,7 @@ OPERATIONS = [
     for label, statuses in (
         ("POST /api/v1/bases/", CONTENT_REFUSALS),
         ("POST /api/v1/adapters/", CONTENT_REFUSALS),
+        ("POST /api/v1/adapters/bulk", CONTENT_REFUSALS),
         ("POST /api/v1/suites/", CONTENT_REFUSALS),
         ("POST /api/v1/adapters/{ref}/signatures", CONTENT_REFUSALS),
         ("POST /api/v1/auth/token", ["2xx", "400", "429"]),

@@ -275,6 +275,7 @@ def test_the_views_a_token_may_write_to_declare_their_scope():
     assert declared == {
         "BaseVersionListView": roles.SCOPE_PUSH,
         "AdapterVersionListView": roles.SCOPE_PUSH,
+        "AdapterBulkView": roles.SCOPE_PUSH,
         "AdapterEvaluateView": roles.SCOPE_PUSH,
         "AdapterSignaturesView": roles.SCOPE_PUSH,
         "SuiteListView": roles.SCOPE_PUSH,

@@ -330,6 +330,11 @@ SPECTACULAR_SETTINGS = {
     # No call to validator.swagger.io: the docs page talks to this server only.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
+    # A bulk item's outcome is a `status` too; named apart from a version's status.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "registry.models.catalog.Status",
+        "BulkItemOutcomeEnum": ["created", "existing", "refused"],
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------

@@ -310,13 +310,6 @@ SELECT node.id, (
 ) FROM unnest(%(ids)s::uuid[]) AS node(id)
 """
 
-# The adapters built straight on a base (no parent), counted the same way.
-_BASE_ROOTS_COUNT_SQL = """
-SELECT count(*) FROM (
-    SELECT 1 FROM registry_adapterversion WHERE base_version_id = %(id)s AND parent_id IS NULL LIMIT %(cap)s + 1
-) roots
-"""
-
 LINEAGE_CHILDREN_SHOWN = 20  # children drawn per node in the UI; the rest collapse into "+N more"
 LINEAGE_API_CHILDREN = 100  # children per node in GET .../lineage
 LINEAGE_MAX_NODES = 1000  # descendants in all, UI and API
@@ -330,14 +323,21 @@ def _ids(sql: str, params) -> list:
 
 
 @dataclass(frozen=True)
-class Hidden:
-    """Children of a node left out of a lineage graph: how many (up to the cap) and whether more."""
+class CappedCount:
+    """A count read no further than a cap: the lists and the lineage graph show "1,000+", never
+    COUNT(*) over a million rows."""
 
-    count: int
-    capped: bool
+    value: int  # the count, or the cap when there are more
+    more: bool  # True: there are more than `value`
 
     def __str__(self) -> str:
-        return f"{self.count:,}+" if self.capped else f"{self.count:,}"
+        return f"{self.value:,}+" if self.more else f"{self.value:,}"
+
+
+def capped_count(queryset: QuerySet, cap: int) -> CappedCount:
+    """How many rows, read no further than cap + 1: `SELECT count(*) FROM (... LIMIT cap + 1)`."""
+    found = queryset.order_by().values("pk")[: cap + 1].count()
+    return CappedCount(min(found, cap), found > cap)
 
 
 @dataclass
@@ -350,7 +350,7 @@ class Lineage:
     root: object
     bases: list[BaseModelVersion] = field(default_factory=list)
     adapters: list[AdapterVersion] = field(default_factory=list)
-    hidden: dict[str, Hidden] = field(default_factory=dict)
+    hidden: dict[str, CappedCount] = field(default_factory=dict)
 
     @property
     def edges(self) -> list[dict]:
@@ -372,7 +372,7 @@ def _descendants(start: str, start_params: dict, per_node: int) -> list:
     return _ids(_DESCENDANTS_SQL.format(start=start), params)
 
 
-def _hidden_children(adapters: list[AdapterVersion], per_node: int, cut: bool) -> dict[str, Hidden]:
+def _hidden_children(adapters: list[AdapterVersion], per_node: int, cut: bool) -> dict[str, CappedCount]:
     """Children not drawn, for the nodes that may have them: those showing `per_node` children, and
     every node when the graph reached LINEAGE_MAX_NODES. One query, each count capped."""
     shown: dict = {}
@@ -388,7 +388,7 @@ def _hidden_children(adapters: list[AdapterVersion], per_node: int, cut: bool) -
     for node_id, found in counts:
         left_out = min(found, LINEAGE_COUNT_CAP) - shown.get(node_id, 0)
         if left_out > 0:
-            hidden[str(node_id)] = Hidden(left_out, found > LINEAGE_COUNT_CAP)
+            hidden[str(node_id)] = CappedCount(left_out, found > LINEAGE_COUNT_CAP)
     return hidden
 
 
@@ -415,9 +415,11 @@ def base_version_lineage(version: BaseModelVersion, *, per_node: int = LINEAGE_C
     hidden = _hidden_children(adapters, per_node, cut=len(ids) >= LINEAGE_MAX_NODES)
     roots = sum(1 for a in adapters if a.parent_id is None)
     if roots >= per_node:
-        found = _ids(_BASE_ROOTS_COUNT_SQL, {"id": version.id, "cap": LINEAGE_COUNT_CAP})[0]
-        if found > roots:
-            hidden[str(version.id)] = Hidden(min(found, LINEAGE_COUNT_CAP) - roots, found > LINEAGE_COUNT_CAP)
+        found = capped_count(
+            AdapterVersion.objects.filter(base_version=version, parent__isnull=True), cap=LINEAGE_COUNT_CAP
+        )
+        if found.value > roots or found.more:
+            hidden[str(version.id)] = CappedCount(found.value - roots, found.more)
     return Lineage(root=version, bases=[version], adapters=adapters, hidden=hidden)
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from registry import keyset
+from registry import keyset, selectors
+from registry.selectors import CappedCount
 
 PAGE_SIZE = 25
 # Counted on every keystroke of the live search: at most this many rows are read to count.
@@ -19,19 +20,8 @@ NEWEST_FIRST = keyset.Ordering.parse(("-created_at", "-id"))
 CURSOR_PARAM = "cursor"
 
 
-@dataclass
-class CappedCount:
-    value: int  # the count, or COUNT_CAP when there are more
-    more: bool  # True: there are more than `value`
-
-    def __str__(self) -> str:
-        return f"{self.value:,}+" if self.more else f"{self.value:,}"
-
-
 def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> CappedCount:
-    """How many rows, read no further than cap + 1: `SELECT count(*) FROM (... LIMIT cap + 1)`."""
-    found = queryset.order_by().values("pk")[: cap + 1].count()
-    return CappedCount(min(found, cap), found > cap)
+    return selectors.capped_count(queryset, cap)
 
 
 @dataclass

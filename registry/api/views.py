@@ -16,13 +16,12 @@ from registry.api.pagination import VersionCursorPagination
 from registry.api.permissions import CanPushOrReadOnly, IsAdminRole
 from registry.api.schema import error_responses
 from registry.api.tokens import token_issue
-from registry.audit.services import audit_record
 from registry.errors import Conflict, RegistryError, UploadRefused
 from registry.models import AdapterVersion, Job
-from registry.refs import NAME_PATTERN, parse_name
+from registry.refs import parse_name
 from registry.roles import SCOPE_PUSH, require_push
 from registry.services.checks import adapter_version_evaluate
-from registry.services.ingest import adapter_version_ingest, base_model_version_ingest
+from registry.services.ingest import adapter_version_ingest, base_model_version_ingest, upload_refusal_record
 from registry.services.jobs import job_cancel, job_dispatch
 from registry.services.suites import evaluation_suite_attach, evaluation_suite_get, evaluation_suite_register
 from registry.uploads import StreamingMultiPartParser, incoming_files, incoming_signature, upload_scope
@@ -62,25 +61,16 @@ def refusal_recorded(request, kind: str):
     except (RegistryError, ValidationError, ParseError) as exc:
         code = getattr(exc, "code", None) or ("validation_error" if isinstance(exc, ValidationError) else "parse_error")
         message = getattr(exc, "message", None) or str(getattr(exc, "detail", exc))
-        name = _submitted_name(request)
-        audit_record(
-            type=f"{kind}.upload_refused",
-            outcome="failed",
-            adapter=name if kind == "adapter" else "",
-            namespace=name.split("/", 1)[0] if name else "",
-            reason=message[:2000],
-            evidence={"code": str(code), "name": name},
-        )
+        upload_refusal_record(kind=kind, name=_submitted_name(request), code=code, message=message)
         raise
 
 
 def _submitted_name(request) -> str:
-    """The `name` field of the upload, when the body could be read and it is a valid name."""
+    """The `name` field of the upload, when the body could be read."""
     try:
-        name = str(request.data.get("name", ""))
+        return str(request.data.get("name", ""))
     except Exception:  # the body itself was refused: no name to tell
         return ""
-    return name if NAME_PATTERN.match(name) else ""
 
 
 def _upload_response(result, serializer_class) -> Response:

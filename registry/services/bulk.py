@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from registry.audit.services import audit_record
 from registry.errors import RegistryError
 from registry.formats.artifact import IncomingFile
-from registry.refs import NAME_PATTERN
-from registry.services.ingest import adapter_version_ingest
+from registry.services.ingest import adapter_version_ingest, upload_refusal_record
 
 # Items per request. The request's file parts are bounded too, by the single push's limits
 # (settings.MAX_FILES_PER_UPLOAD parts, MAX_UPLOAD_BYTES in all), so `adapterctl push-many`
@@ -100,14 +98,5 @@ def _bulk_item_ingest(item: BulkItem, user) -> BulkItemResult:
 
 
 def _bulk_refusal_record(item: BulkItem, exc: RegistryError) -> None:
-    """The same event a refused single push records (registry/api/views.py refusal_recorded),
-    in its own transaction: the item's own writes were rolled back."""
-    name = item.name if NAME_PATTERN.match(item.name or "") else ""
-    audit_record(
-        type="adapter.upload_refused",
-        outcome="failed",
-        adapter=name,
-        namespace=name.split("/", 1)[0] if name else "",
-        reason=exc.message[:2000],
-        evidence={"code": str(exc.code), "name": name, "bulk_index": item.index},
-    )
+    """The same event a refused single push records, with the item's place in the batch."""
+    upload_refusal_record(kind="adapter", name=item.name, code=exc.code, message=exc.message, bulk_index=item.index)

@@ -40,7 +40,7 @@ from registry.models import (
     Blob,
     Status,
 )
-from registry.refs import parse_name
+from registry.refs import NAME_PATTERN, parse_name
 from registry.selectors import adapter_version_get, base_version_get
 from registry.services.checks import adapter_version_checks_start
 from registry.services.jobs import base_tensor_index
@@ -343,3 +343,17 @@ def adapter_version_ingest(
         raise Conflict(
             "concurrent_write", f"another upload changed {name} at the same time; retry ({exc.__class__.__name__})"
         ) from None
+
+
+def upload_refusal_record(*, kind: str, name: str, code: str, message: str, **evidence) -> None:
+    """The `<kind>.upload_refused` audit event of a refused push, single or bulk, in its own
+    transaction (the upload's own writes were rolled back). `name` is kept only when valid."""
+    name = name if NAME_PATTERN.match(name or "") else ""
+    audit_record(
+        type=f"{kind}.upload_refused",
+        outcome="failed",
+        adapter=name if kind == "adapter" else "",
+        namespace=name.split("/", 1)[0] if name else "",
+        reason=message[:2000],
+        evidence={"code": str(code), "name": name, **evidence},
+    )

@@ -8,8 +8,11 @@ caller's transaction ends: writers of events are serialised, and a transaction t
 takes its event and its head move with it, so seq never has a gap and prev_hash always links.
 """
 
+import contextvars
 import re
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -88,7 +91,75 @@ _MAKE_HEAD = (
 )
 
 
+@dataclass
+class _HeldHead:
+    """The chain head a transaction has locked, as its own appends left it, and the savepoints open
+    when it was read or last moved (see `audit_chain_held`)."""
+
+    head: AuditChainHead
+    savepoints: tuple
+
+    def still_current(self) -> bool:
+        # Savepoint ids are never reused within a transaction, so the head is still the row's
+        # exactly while every savepoint open at its last move is still open (in the same order).
+        # After a released savepoint this says no too: one statement more, never a stale head.
+        if not connection.in_atomic_block or connection.needs_rollback:
+            return False
+        now = _open_savepoints()
+        return now[: len(self.savepoints)] == self.savepoints
+
+
+def _open_savepoints() -> tuple:
+    # Django lists an atomic block without a savepoint as None: nothing to roll back to there
+    # (an error in it dooms the whole transaction, which `needs_rollback` says).
+    return tuple(sid for sid in connection.savepoint_ids if sid is not None)
+
+
+_held_head: contextvars.ContextVar[_HeldHead | None] = contextvars.ContextVar("audit_held_head", default=None)
+
+
+@contextmanager
+def audit_chain_held():
+    """A transaction that records several events and locks the head once.
+
+    Every audited service takes the head first (`audit_chain_lock`) and every event reads it before
+    appending: in a push that is seven `SELECT ... FOR UPDATE` of the same row in one transaction.
+    Inside this block the first one locks it and the rest, and every append, use the head as this
+    transaction's own appends left it. A savepoint rolled back after an append makes the next
+    reader query the row again (`_HeldHead.still_current`). Nested in another such block it is a
+    plain atomic block: the outer one's head stays the one every append moves."""
+    if _held_head.get() is not None:
+        with transaction.atomic():
+            yield
+        return
+    with transaction.atomic():
+        held = _HeldHead(head=_query_locked_head(), savepoints=_open_savepoints())
+        token = _held_head.set(held)
+        try:
+            yield
+        finally:
+            _held_head.reset(token)
+
+
 def _locked_head() -> AuditChainHead:
+    """The head row, locked until the transaction ends (read once inside `audit_chain_held`)."""
+    held = _held_head.get()
+    if held is not None and held.still_current():
+        return held.head
+    head = _query_locked_head()
+    if held is not None:
+        held.head, held.savepoints = head, _open_savepoints()
+    return head
+
+
+def _remember_head(seq: int, head_hash: str) -> None:
+    held = _held_head.get()
+    if held is not None:
+        held.head = AuditChainHead(id=1, seq=seq, head_hash=head_hash)
+        held.savepoints = _open_savepoints()
+
+
+def _query_locked_head() -> AuditChainHead:
     """The head row, locked until the transaction ends. A flushed database (tests) has none:
     it is made again from the last event, so the chain continues where it stands."""
     with connection.cursor() as cursor:
@@ -194,6 +265,7 @@ def _insert_and_move_head(event: AuditEvent) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values, event.seq, event.entry_hash])
     event._state.adding, event._state.db = False, connection.alias
+    _remember_head(event.seq, event.entry_hash)
 
 
 def audit_subject(obj) -> dict:

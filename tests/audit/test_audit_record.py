@@ -150,3 +150,63 @@ def test_a_deleted_event_is_named_as_a_gap():
     with pytest.raises(ChainBroken, match="gap") as broken:
         audit_chain_verify()
     assert broken.value.seq == 3
+
+
+# --- One head lock for a transaction's events (audit_chain_held) ----------------------------
+
+
+def head_locks(queries) -> int:
+    return sum("registry_auditchainhead WHERE id = 1 FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_events_in_one_held_transaction_lock_the_head_once_and_chain():
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.audit.services import audit_chain_held, audit_chain_lock
+
+    record(type="adapter.upload", object_id="before")
+    with CaptureQueriesContext(connection) as queries, audit_chain_held():
+        audit_chain_lock()  # what every service does first: no statement once held
+        events = [record(type="version.status", object_id=f"v{i}") for i in range(3)]
+    assert head_locks(queries) == 1
+    assert [e.seq for e in events] == [2, 3, 4]
+    assert audit_chain_verify() == 4
+    # Outside the block every event locks the head again: the held head ended with its transaction.
+    with CaptureQueriesContext(connection) as queries:
+        record(type="version.status", object_id="after")
+    assert head_locks(queries) == 1
+    assert audit_chain_verify() == 5
+
+
+@pytest.mark.django_db
+def test_an_event_rolled_back_with_its_savepoint_leaves_no_gap_in_a_held_transaction():
+    from registry.audit.services import audit_chain_held
+
+    with audit_chain_held():
+        first = record(type="version.status", object_id="kept-1")
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():  # a savepoint
+                record(type="version.status", object_id="rolled-back")
+                raise RuntimeError("undo this part")
+        second = record(type="version.status", object_id="kept-2")
+        with transaction.atomic():  # a released savepoint: the head is read again, never stale
+            third = record(type="version.status", object_id="kept-3")
+        fourth = record(type="version.status", object_id="kept-4")
+    assert [e.object_id for e in AuditEvent.objects.order_by("seq")] == ["kept-1", "kept-2", "kept-3", "kept-4"]
+    assert (second.seq, second.prev_hash) == (first.seq + 1, first.entry_hash)
+    assert (fourth.seq, fourth.prev_hash) == (third.seq + 1, third.entry_hash)
+    assert audit_chain_verify() == fourth.seq
+
+
+@pytest.mark.django_db
+def test_a_nested_held_block_moves_the_outer_ones_head():
+    from registry.audit.services import audit_chain_held
+
+    with audit_chain_held():
+        record(type="version.status", object_id="outer-1")
+        with audit_chain_held():
+            record(type="version.status", object_id="inner")
+        last = record(type="version.status", object_id="outer-2")
+    assert last.seq == 3
+    assert audit_chain_verify() == 3

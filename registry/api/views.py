@@ -170,7 +170,8 @@ class AdapterVersionListView(APIView):
                 signature=incoming_signature(request),
                 user=request.user,
             )
-        result.version = selectors.adapter_version_queryset().prefetch_related("files").get(pk=result.version.pk)
+        if not result.created:  # a new version comes back from the push with all the response reads
+            result.version = selectors.adapter_version_queryset().prefetch_related("files").get(pk=result.version.pk)
         return _upload_response(result, s.AdapterVersionDetailSerializer)
 
 

@@ -26,9 +26,14 @@ Tensors = dict[str, TensorInfo]
 
 @transaction.atomic(savepoint=False)
 def adapter_version_static_check(
-    version: AdapterVersion, *, adapter_tensors: Tensors | None = None, base_tensors: Tensors | None = None
+    version: AdapterVersion,
+    *,
+    adapter_tensors: Tensors | None = None,
+    base_tensors: Tensors | None = None,
+    just_inserted: bool = False,
 ) -> Check:
-    """Compare the version's headers with its base's; tensors not given are read from the store."""
+    """Compare the version's headers with its base's; tensors not given are read from the store.
+    `just_inserted`: the caller's transaction created the version (see `version_status_move`)."""
     if adapter_tensors is None:
         adapter_tensors = version_tensor_headers(version)
     if base_tensors is None:
@@ -58,21 +63,31 @@ def adapter_version_static_check(
         evidence={"reasons": result.reasons},
     )
     if result.verdict == Check.Verdict.FAIL:
-        version_rejected(version, f"static check: {result.reasons[0]}")
+        version_rejected(version, f"static check: {result.reasons[0]}", just_inserted=just_inserted)
     else:
-        version_status_move(version, Status.CHECKING)
+        version_status_move(version, Status.CHECKING, just_inserted=just_inserted)
     return check
 
 
 @transaction.atomic(savepoint=False)
 def adapter_version_checks_start(
-    version: AdapterVersion, *, adapter_tensors: Tensors | None = None, base_tensors: Tensors | None = None
+    version: AdapterVersion,
+    *,
+    adapter_tensors: Tensors | None = None,
+    base_tensors: Tensors | None = None,
+    new_name: bool = False,
 ) -> None:
-    """Static check now; the dynamic check and attached evaluations on the worker pool."""
-    check = adapter_version_static_check(version, adapter_tensors=adapter_tensors, base_tensors=base_tensors)
+    """Static check now; the dynamic check and attached evaluations on the worker pool. For a
+    version the caller's transaction has just inserted (a push); `new_name`: so was its adapter's
+    name, to which no suite can be attached yet."""
+    check = adapter_version_static_check(
+        version, adapter_tensors=adapter_tensors, base_tensors=base_tensors, just_inserted=True
+    )
     if check.verdict == Check.Verdict.FAIL:
         return
     job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version)
+    if new_name:
+        return
     for suite in EvaluationSuite.objects.filter(attachments__adapter=version.adapter_id):
         if suite_misfit(suite, version):  # e.g. a version on another base: nothing a worker could run
             continue

@@ -15,11 +15,12 @@ the rows are written with as few statements as the checks allow
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Q
+from django.utils import timezone
 
 from registry import roles
-from registry.audit.services import audit_chain_lock, audit_record, audit_subject
+from registry.audit.services import audit_chain_held, audit_chain_lock, audit_record, audit_subject
 from registry.errors import Conflict, InvalidArtifact, RegistryError
 from registry.formats.artifact import (
     AdapterSummary,
@@ -93,16 +94,33 @@ def _existing_or_next_number(versions, digest: str):
     return None, (found["highest"] or 0) + 1
 
 
-def _locked_repository(model, namespace: str, name: str, user):
+def _locked_repository(model, namespace: str, name: str, user) -> tuple:
+    """The name's row, locked until the transaction ends, and whether this call created it.
+
+    The row lock serialises version numbering (and the idempotency check) per name. A new name
+    is inserted first, which locks it, in one statement (a push per customer is mostly a new name);
+    ON CONFLICT DO NOTHING leaves an existing one, or one a concurrent push created first, to be
+    locked with a second statement.
+    """
     audit_chain_lock()  # the chain head before any row: see registry/services/transitions.py
-    # The row lock serialises version numbering (and the idempotency check) per name.
-    locked = model.objects.select_for_update()
-    repository = locked.filter(namespace=namespace, name=name).first()
-    if repository is None:
-        # ON CONFLICT DO NOTHING: a concurrent push may create the name first; then we lock theirs.
-        model.objects.bulk_create([model(namespace=namespace, name=name, created_by=user)], ignore_conflicts=True)
-        repository = locked.get(namespace=namespace, name=name)
-    return repository
+    repository = model(namespace=namespace, name=name, created_by=user, created_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} (namespace, name, description, created_at, created_by_id) "
+            "VALUES (%s, %s, '', %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            [namespace, name, repository.created_at, user.pk if user is not None else None],
+        )
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return model.objects.select_for_update().get(namespace=namespace, name=name), False
+    repository.id = inserted[0]
+    repository._state.adding, repository._state.db = False, connection.alias
+    return repository, True
+
+
+def _existing_or_next(repository, created: bool, digest: str):
+    """As `_existing_or_next_number`; a name this transaction created has no versions yet."""
+    return (None, 1) if created else _existing_or_next_number(repository.versions, digest)
 
 
 def _record_upload(kind: str, version, files: list[IncomingFile], **lineage) -> None:
@@ -153,8 +171,8 @@ def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: Abs
 
     @transaction.atomic
     def write_rows() -> IngestResult:
-        base_model = _locked_repository(BaseModel, namespace, short_name, user)
-        existing, number = _existing_or_next_number(base_model.versions, summary.digest)
+        base_model, created = _locked_repository(BaseModel, namespace, short_name, user)
+        existing, number = _existing_or_next(base_model, created, summary.digest)
         if existing is not None:
             return _existing_base(existing, summary)
         version = BaseModelVersion.objects.create(
@@ -310,10 +328,13 @@ def adapter_version_ingest(
 
     # A re-push of the same files is found under the row lock below, which a new version needs
     # anyway: one query fewer for every new version than looking before the transaction too.
-    @transaction.atomic
     def write_rows() -> IngestResult:
-        adapter = _locked_repository(Adapter, namespace, short_name, user)
-        existing, number = _existing_or_next_number(adapter.versions, summary.digest)
+        with audit_chain_held():  # one transaction, the chain head locked once for its events
+            return write_rows_locked()
+
+    def write_rows_locked() -> IngestResult:
+        adapter, adapter_created = _locked_repository(Adapter, namespace, short_name, user)
+        existing, number = _existing_or_next(adapter, adapter_created, summary.digest)
         if existing is not None:
             return _check_existing_matches(existing, base_version, parent, checked, user)
         version = AdapterVersion.objects.create(
@@ -327,14 +348,17 @@ def adapter_version_ingest(
             **cleaned_provenance,
         )
         _record_blobs(files)
-        AdapterFile.objects.bulk_create(
+        file_rows = AdapterFile.objects.bulk_create(
             [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
         )
+        _as_read_back(version, file_rows, signed=checked is not None)
         _record_upload("adapter", version, files, base=base_version.ref, parent=parent.ref if parent else None)
         if checked is not None:
             signature_record(version, checked, trigger="upload", user=user)
         # The static check moves `version.status` (and its reason) on this instance as it writes them.
-        adapter_version_checks_start(version, adapter_tensors=summary.tensors, base_tensors=base_tensors)
+        adapter_version_checks_start(
+            version, adapter_tensors=summary.tensors, base_tensors=base_tensors, new_name=adapter_created
+        )
         return IngestResult(version, created=True)
 
     try:
@@ -343,6 +367,15 @@ def adapter_version_ingest(
         raise Conflict(
             "concurrent_write", f"another upload changed {name} at the same time; retry ({exc.__class__.__name__})"
         ) from None
+
+
+def _as_read_back(version: AdapterVersion, file_rows: list[AdapterFile], *, signed: bool) -> None:
+    """Give a new version what the push's response reads, so that it is not read back: its file
+    rows (where `prefetch_related("files")` would leave them) and whether a pusher's signature
+    passed (a refused one never gets here). Its base, parent, adapter and creator are already the
+    instances the push resolved."""
+    version._prefetched_objects_cache = {"files": file_rows}
+    version.pusher_signature_passed = signed
 
 
 def upload_refusal_record(*, kind: str, name: str, code: str, message: str, **evidence) -> None:

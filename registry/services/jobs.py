@@ -128,9 +128,48 @@ def job_enqueue(job: Job) -> None:
 
 
 def job_create(*, kind: str, adapter_version: AdapterVersion, suite: EvaluationSuite | None = None) -> Job:
-    job = Job.objects.create(kind=kind, adapter_version=adapter_version, suite=suite)
-    job_enqueue(job)
+    """A queued job, routed and recorded as dispatched in the caller's transaction; its message is
+    published once that transaction commits.
+
+    Routing and the `job.dispatch` event ride in the transaction that creates the job (a push's),
+    rather than in a second one after the commit: one commit, and no re-read of the job, per job.
+    If the publish then fails, the dispatch is undone (`_publish_failed`) and the periodic
+    dispatcher sends the job later, as for any lost message."""
+    audit_chain_lock()  # before the job's row, which share-locks its version: see transitions.py
+    job = Job(kind=kind, adapter_version=adapter_version, suite=suite)
+    queue = route_job(job)
+    job.queue, job.dispatched_at, job.dispatch_attempts = queue, timezone.now(), 1
+    job.save(force_insert=True)
+    audit_record(type="job.dispatch", **audit_subject(job), after={"queue": queue, "kind": job.kind, "attempt": 1})
+    # robust: a broker failure after commit is logged by Django, never raised into the request.
+    transaction.on_commit(lambda: _publish_created(job, queue), robust=True)
     return job
+
+
+def _publish_created(job: Job, queue: str) -> None:
+    try:
+        publish_job(str(job.id), queue)
+    except Exception as exc:
+        logger.exception("could not publish job %s; the dispatcher will send it again", job.id)
+        _publish_failed(job, queue, exc)
+
+
+@transaction.atomic
+def _publish_failed(job: Job, queue: str, exc: Exception) -> None:
+    """The message of a job recorded as dispatched never left: the job is undispatched again, so
+    the dispatcher treats it as never sent, and the failure is on the audit trail."""
+    audit_chain_lock()
+    undone = Job.objects.filter(id=job.id, state=Job.State.QUEUED, dispatch_attempts=1).update(
+        dispatched_at=None, dispatch_attempts=0
+    )
+    if undone:
+        audit_record(
+            type="job.dispatch_failed",
+            **audit_subject(job),
+            after={"queue": queue, "kind": job.kind},
+            outcome="failed",
+            reason=f"the message could not be published: {exc.__class__.__name__}: {exc}"[:2000],
+        )
 
 
 # --- Claims and results ------------------------------------------------------------------

@@ -41,28 +41,36 @@ class Move:
 # --- Adapter versions: received -> checking -> ready | rejected ------------------------------
 
 
-@transaction.atomic
-def version_status_move(version: AdapterVersion, status: str, reason: str = "") -> Move:
-    """Set an adapter version's status (and why). The row is locked, so `before` is the status it left."""
+# No savepoint (here and in the static check): an error rolls the caller's transaction back whole.
+@transaction.atomic(savepoint=False)
+def version_status_move(version: AdapterVersion, status: str, reason: str = "", *, just_inserted: bool = False) -> Move:
+    """Set an adapter version's status (and why). The row is locked, so `before` is the status it left.
+
+    `just_inserted`: the caller's transaction inserted this row, so no other writer can have seen
+    or moved it and `version` holds its state: no lock and re-read (a push's static check)."""
     audit_chain_lock()
-    current = AdapterVersion.objects.select_for_update().only("status", "status_reason").get(id=version.id)
+    if just_inserted:
+        current = version
+    else:
+        current = AdapterVersion.objects.select_for_update().only("status", "status_reason").get(id=version.id)
+    current_status, current_reason = current.status, current.status_reason
     reason = reason[:2000]
-    if (current.status, current.status_reason) != (status, reason):
+    if (current_status, current_reason) != (status, reason):
         AdapterVersion.objects.filter(id=version.id).update(status=status, status_reason=reason)
         audit_record(
             type="version.status",
             **audit_subject(version),
-            before={"status": current.status, "reason": current.status_reason},
+            before={"status": current_status, "reason": current_reason},
             after={"status": status, "reason": reason},
             reason=reason,
         )
-        webhook_version_status(version, before=current.status, after=status, reason=reason)  # version.ready|rejected
+        webhook_version_status(version, before=current_status, after=status, reason=reason)  # version.ready|rejected
     version.status, version.status_reason = status, reason
-    return Move(before=current.status, after=status)
+    return Move(before=current_status, after=status)
 
 
-def version_rejected(version: AdapterVersion, reason: str) -> Move:
-    return version_status_move(version, Status.REJECTED, reason)
+def version_rejected(version: AdapterVersion, reason: str, *, just_inserted: bool = False) -> Move:
+    return version_status_move(version, Status.REJECTED, reason, just_inserted=just_inserted)
 
 
 # --- Jobs: queued -> running -> succeeded | failed; cancelled; running -> queued again -------

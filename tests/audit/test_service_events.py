@@ -55,7 +55,8 @@ def test_each_service_writes_its_events_and_the_chain_verifies(alice, alice_clie
         directory_files(zoo.adapters["attention"]),
     )
     assert pushed.status_code == 201
-    assert events.added() == {"adapter.upload": 1, "check.static": 1, "version.status": 1}
+    # The compatibility job is routed and its dispatch recorded in the push's own transaction.
+    assert events.added() == {"adapter.upload": 1, "check.static": 1, "version.status": 1, "job.dispatch": 1}
     upload_event = AuditEvent.objects.get(type="adapter.upload")
     assert (upload_event.actor_kind, upload_event.actor_name, upload_event.adapter) == ("token", "alice", "acme/bot")
     assert upload_event.object_digest == pushed.json()["digest"] and upload_event.request_id
@@ -105,7 +106,13 @@ def test_each_service_writes_its_events_and_the_chain_verifies(alice, alice_clie
         bundle,
     )
     assert signed.status_code == 201
-    assert events.added() == {"adapter.upload": 1, "signature.verify": 1, "check.static": 1, "version.status": 1}
+    assert events.added() == {
+        "adapter.upload": 1,
+        "signature.verify": 1,
+        "check.static": 1,
+        "version.status": 1,
+        "job.dispatch": 1,
+    }
 
     # Suites: registration and attachment.
     rows = tmp_path / "rows.jsonl"

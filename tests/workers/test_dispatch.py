@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from registry.models import Job, Worker
+from registry.models import AuditEvent, Job, Worker
 from registry.services.jobs import job_cancel, jobs_redispatch, redispatch_due
 from tests.workers.conftest import job_done, purge_queues, wait_for
 from tests.workers.test_worker_pool import push_adapter, push_base
@@ -76,6 +76,10 @@ def test_a_push_while_the_broker_is_down_succeeds_and_is_dispatched_later(pool, 
     assert response.status_code == 201, response.text
     job = Job.objects.get(adapter_version__adapter__name="offline")
     assert job.state == Job.State.QUEUED and job.dispatched_at is None and job.dispatch_attempts == 0
+    # Routed and recorded in the push's transaction, then undone when the publish failed.
+    events = AuditEvent.objects.filter(object_id=str(job.id)).order_by("seq")
+    assert [(e.type, e.outcome) for e in events] == [("job.dispatch", "success"), ("job.dispatch_failed", "failed")]
+    assert events[1].reason.startswith("the message could not be published: "), events[1].reason
     # The broker is back (this process's own broker) and the job has waited past the threshold.
     Job.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(minutes=5))
     assert jobs_redispatch() == [str(job.id)]

@@ -59,18 +59,25 @@ def _access(user) -> _Access:
     memo = getattr(user, "_registry_access", None)
     if memo is not None and memo.generation == _generation:
         return memo
-    from django.db.models import Q
+    from django.contrib.auth.models import Group
+    from django.db.models import CharField, Q, Value
 
     from registry.models import NamespaceRole
 
     generation = _generation  # read first: a change while loading leaves the memo stale, not wrong
-    names = set(user.groups.values_list("name", flat=True))
+    # One query for both (every authenticated write asks): the user's groups, as rows with an empty
+    # namespace (a grant always names one), and the namespace grants to them or their groups.
+    groups = Group.objects.filter(user=user).values_list(Value("", output_field=CharField()), "name")
+    grants = NamespaceRole.objects.filter(Q(user=user) | Q(group__user=user)).values_list("namespace", "role")
+    names = set()
     if user.is_superuser:
         names.add(ADMIN)
     granted: dict[str, set] = {}
-    rows = NamespaceRole.objects.filter(Q(user=user) | Q(group__user=user)).values_list("namespace", "role")
-    for namespace, role in rows:
-        granted.setdefault(namespace, set()).add(role)
+    for namespace, role in groups.union(grants, all=True):
+        if namespace == "":
+            names.add(role)
+        else:
+            granted.setdefault(namespace, set()).add(role)
     memo = _Access(generation, frozenset(names & set(ROLES)), {ns: frozenset(r) for ns, r in granted.items()})
     user._registry_access = memo
     return memo

@@ -151,8 +151,11 @@ def _push_allowed(user, namespace: str) -> None:
 # --- Base models ---------------------------------------------------------------------
 
 
-def _existing_base(existing: BaseModelVersion, summary) -> IngestResult:
-    """The same files again; a row registered before tensor indexes gets its index from this upload."""
+def _existing_base(existing: BaseModelVersion, summary, files: list[IncomingFile]) -> IngestResult:
+    """The same files again. Any of them missing from the blob store is put back (the bytes are
+    the ones the row names: the digests matched), and a row registered before tensor indexes gets
+    its index from this upload."""
+    _store_blobs(files)
     if tensors_from_index(existing.tensor_index) is None:
         existing.tensor_index = tensor_index(summary.tensors)
         BaseModelVersion.objects.filter(pk=existing.pk).update(tensor_index=existing.tensor_index)
@@ -167,14 +170,14 @@ def base_model_version_ingest(*, name: str, files: list[IncomingFile], user: Abs
         base_model__namespace=namespace, base_model__name=short_name, digest=summary.digest
     ).first()
     if existing is not None:
-        return _existing_base(existing, summary)
+        return _existing_base(existing, summary, files)
 
     @transaction.atomic
     def write_rows() -> IngestResult:
         base_model, created = _locked_repository(BaseModel, namespace, short_name, user)
         existing, number = _existing_or_next(base_model, created, summary.digest)
         if existing is not None:
-            return _existing_base(existing, summary)
+            return _existing_base(existing, summary, files)
         version = BaseModelVersion.objects.create(
             base_model=base_model,
             number=number,
@@ -257,6 +260,20 @@ def _resolve_lineage(base_ref: str, parent_ref: str | None):
     return base_version, parent
 
 
+def _base_tensors(base_version: BaseModelVersion):
+    """The base's tensors from its row; a row older than tensor indexes is read from its blobs once,
+    and one whose blobs are gone is refused with a way to repair it rather than failing the push."""
+    try:
+        return base_tensor_index(base_version)
+    except OSError as exc:
+        raise InvalidArtifact(
+            "base_unreadable",
+            f"base {base_version.ref}'s files cannot be read from the blob store ({exc.__class__.__name__}); "
+            "push the base's files again (the same files restore them), then push this adapter again",
+            ref=base_version.ref,
+        ) from None
+
+
 def _check_existing_matches(
     existing: AdapterVersion, base_version, parent, checked: CheckedSignature | None, user
 ) -> IngestResult:
@@ -324,7 +341,7 @@ def adapter_version_ingest(
         raw=signature,
         user=user,
     )
-    base_tensors = base_tensor_index(base_version)  # from the base's row; its blobs only for an old row
+    base_tensors = _base_tensors(base_version)
 
     # A re-push of the same files is found under the row lock below, which a new version needs
     # anyway: one query fewer for every new version than looking before the transaction too.

@@ -117,3 +117,27 @@ def test_pushing_the_same_base_again_fills_a_missing_index(alice_client, zoo):
     assert again.status_code == 200 and again.json()["id"] == str(base.id)
     base.refresh_from_db()
     assert tensors_from_index(base.tensor_index) == headers(zoo.llama)
+
+
+def test_an_old_base_whose_blobs_are_gone_is_refused_with_a_repair_and_the_same_files_repair_it(alice_client, zoo):
+    base = push_base(alice_client, zoo.llama)
+    BaseModelVersion.objects.filter(pk=base.pk).update(tensor_index=None)  # registered before the index
+    remove_blobs(base)
+
+    refused = upload(
+        alice_client,
+        "/api/v1/adapters/",
+        {"name": "acme/bot", "base": base.ref},
+        directory_files(zoo.adapters["attention"]),
+    )
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["error"]["code"] == "base_unreadable"
+    assert "push the base's files again" in refused.json()["error"]["message"]
+    assert not AdapterVersion.objects.exists()
+
+    again = upload(alice_client, "/api/v1/bases/", {"name": "acme/llama"}, directory_files(zoo.llama))
+    assert again.status_code == 200 and again.json()["id"] == str(base.id)
+    store = get_blob_store()
+    assert all(store.path(f.blob_id).exists() for f in base.files.all())
+    assert tensors_from_index(BaseModelVersion.objects.get(pk=base.pk).tensor_index) == headers(zoo.llama)
+    push_adapter(alice_client, base, zoo.adapters["attention"], "acme/bot")

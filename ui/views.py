@@ -291,16 +291,34 @@ def _checks_context(version) -> dict:
     return {"checks": checks, "jobs": jobs, "evaluations": evaluations, "pending": pending}
 
 
-def _version_context(version) -> dict:
-    """What the status badge, lineage and versions table show; sent again when checks finish."""
-    history = (
+# The versions table of an adapter page: its newest versions and those next to the one shown, not
+# all of them (a name retrained nightly has thousands); any other is one number away in the URL.
+HISTORY_NEWEST = 20
+HISTORY_AROUND = 5
+
+
+def _version_history(version) -> tuple[list, int]:
+    """The versions the table lists, newest first, and how many the name has (numbers run 1..N)."""
+    versions = (
         version.adapter.versions.select_related("base_version__base_model")
         .annotate(signed=selectors.signed_by_someone())
         .order_by("-number")
     )
+    newest = list(versions[:HISTORY_NEWEST])
+    around = versions.filter(number__range=(version.number - HISTORY_AROUND, version.number + HISTORY_AROUND))
+    listed = {row.id: row for row in newest}
+    if version.number < newest[-1].number:  # the one shown is older than the newest few
+        listed |= {row.id: row for row in around}
+    return sorted(listed.values(), key=lambda row: -row.number), newest[0].number
+
+
+def _version_context(version) -> dict:
+    """What the status badge, lineage and versions table show; sent again when checks finish."""
+    history, history_total = _version_history(version)
     return {
         "version": version,
         "history": history,
+        "history_total": history_total,
         "lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id),
         **signing_context(version),
         **history_context(version),  # its audit events: the polled checks bring new ones along

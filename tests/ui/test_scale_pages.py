@@ -245,3 +245,41 @@ def test_query_counts_stay_the_same_for_3_and_60_rows(signed_in, base, url):
     with CaptureQueriesContext(connection) as many:
         assert signed_in.get(url).status_code == 200
     assert len(many) == len(few), [query["sql"][:120] for query in many.captured_queries]
+
+
+# --- An adapter page with thousands of versions ------------------------------------------------
+
+
+def test_an_adapter_page_lists_its_newest_versions_and_those_next_to_the_one_shown(signed_in, base):
+    adapter = Adapter.objects.create(namespace="acme", name="nightly")
+    AdapterVersion.objects.bulk_create(
+        [
+            AdapterVersion(
+                adapter=adapter,
+                number=number,
+                digest=f"{number:064x}",
+                base_version=base,
+                total_bytes=1,
+                parameter_count=1,
+                peft_type="LORA",
+                r=8,
+                tensor_count=2,
+            )
+            for number in range(1, 501)
+        ]
+    )
+
+    def listed(number):
+        with CaptureQueriesContext(connection) as queries:
+            page = signed_in.get(f"/adapters/acme/nightly/v{number}/")
+        assert page.status_code == 200
+        table = re.search(r'<table class="list" id="versions".*?</table>', page.content.decode(), re.S).group(0)
+        return [int(n) for n in re.findall(r"/adapters/acme/nightly/v(\d+)/\"", table)], table, len(queries)
+
+    newest, table, queries_newest = listed(500)
+    assert newest == list(range(500, 480, -1))
+    assert "20 of 500 versions" in table
+    old, table, queries_old = listed(7)
+    assert old == list(range(500, 480, -1)) + list(range(12, 1, -1))
+    assert "31 of 500 versions: the newest and those next to v7" in table
+    assert queries_old == queries_newest + 1  # the versions around it: one more query, not one per row

@@ -391,7 +391,9 @@ def _as_read_back(version: AdapterVersion, file_rows: list[AdapterFile], *, sign
     rows (where `prefetch_related("files")` would leave them) and whether a pusher's signature
     passed (a refused one never gets here). Its base, parent, adapter and creator are already the
     instances the push resolved."""
-    version._prefetched_objects_cache = {"files": file_rows}
+    files = version.files.all()  # lazy: no query; filled the way prefetch_related fills it
+    files._result_cache, files._prefetch_done = file_rows, True
+    version._prefetched_objects_cache = {"files": files}
     version.pusher_signature_passed = signed
 
 

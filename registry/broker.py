@@ -17,6 +17,7 @@ without a lock when the file does not exist yet (kombu#398), so declarations
 are serialised within a process; they are rare once cached.
 """
 
+import logging
 import threading
 
 from celery import current_app
@@ -26,6 +27,7 @@ from kombu.common import maybe_declare
 RUN_JOB_TASK = "workers.run_job"
 DIRECT_QUEUE_PREFIX = "worker."
 _declare_lock = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
 def direct_queue_name(hostname: str) -> str:
@@ -63,3 +65,22 @@ def publish_task(task_name: str, args: list, queue_name: str, **options) -> None
             maybe_declare(queue, producer.channel)
         # declare=[] because the queue was declared just above on this producer's own channel.
         app.send_task(task_name, args=args, queue=queue, producer=producer, declare=[], **options)
+
+
+def publish_jobs(messages: list[tuple[str, str]]) -> list[str]:
+    """Send one `workers.run_job` message per (job id, queue), in order, on one producer connection
+    (a bulk registration's jobs); returns the ids sent. A broker error is logged, never raised, and
+    stops the sending: jobs not sent stay queued, and the periodic dispatcher sends them."""
+    app, sent, queues = current_app, [], {}
+    try:
+        with app.producer_or_acquire() as producer:
+            for job_id, queue_name in messages:
+                if queue_name not in queues:
+                    queues[queue_name] = queue_entity(app, queue_name)
+                    with _declare_lock:
+                        maybe_declare(queues[queue_name], producer.channel)
+                app.send_task(RUN_JOB_TASK, args=[job_id], queue=queues[queue_name], producer=producer, declare=[])
+                sent.append(job_id)
+    except Exception:
+        logger.exception("sent %d of %d job messages; the dispatcher will send the others", len(sent), len(messages))
+    return sent

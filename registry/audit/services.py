@@ -251,9 +251,8 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     """Append several events, each given as audit_record's keyword arguments, in their order.
 
     For a batch of changes in one transaction (a bulk registration): the head is locked once,
-    the events are chained one after the other and written with one INSERT (a few for a very
-    large batch), and the head moves once. They share one time, read under the lock, so times
-    still never go backwards along the chain.
+    the events are chained one after the other and written, and the head moved, by one statement.
+    They share one time, read under the lock, so times still never go backwards along the chain.
     """
     if not events:
         return []

@@ -492,3 +492,30 @@ def write_adapter(directory, files) -> Path:
     for path, data in files:
         (directory / path).write_bytes(data)
     return directory
+
+
+def test_a_signed_item_records_its_signature_between_its_upload_and_its_check(
+    alice_client, carol_client, llama, zoo, tmp_path
+):
+    key = make_key(tmp_path / "keys")
+    assert carol_client.put("/api/v1/namespaces/acme/signing-policy", key_policy(key), format="json").status_code == 200
+    signed = zoo.copy("adapter-attention", tmp_path / "signed")
+    bundle = sign_with_key(signed, key)
+    items = [
+        {"name": "acme/signed", "base": llama, "signature": True},
+        {"name": "acme/signed", "base": llama, "signature": True},  # the same again: existing, verified again
+    ]
+
+    response = post_bulk(alice_client, items, [directory_files(signed)] * 2, signatures=[bundle, bundle])
+
+    assert [r["status"] for r in response.json()["results"]] == ["created", "existing"]
+    assert [event[0] for event in adapter_trail("acme/signed")] == [
+        "adapter.upload",
+        "signature.verify",
+        "check.static",
+        "version.status",
+        "signature.verify",
+    ]
+    version = AdapterVersion.objects.get(adapter__name="signed")
+    assert version.signatures.count() == 1 and version.signatures.get().result == "passed"
+    audit_chain_verify()

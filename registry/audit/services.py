@@ -9,6 +9,7 @@ takes its event and its head move with it, so seq never has a gap and prev_hash 
 """
 
 import contextvars
+import json
 import re
 import uuid
 from contextlib import contextmanager
@@ -197,6 +198,40 @@ def audit_record(
     `adapter` ("namespace/name") ties the event to an adapter for the audit filters and exports;
     `actor` defaults to the current request's user or token (registry/audit/context.py).
     """
+    fields = _event_fields(
+        type=type,
+        object_type=object_type,
+        object_id=object_id,
+        object_digest=object_digest,
+        namespace=namespace,
+        adapter=adapter,
+        before=before,
+        after=after,
+        reason=reason,
+        evidence=evidence,
+        outcome=outcome,
+        actor=actor,
+    )
+    with transaction.atomic(savepoint=False):
+        return _append(fields)
+
+
+def _event_fields(
+    *,
+    type: str,
+    object_type: str = "",
+    object_id: str = "",
+    object_digest: str = "",
+    namespace: str = "",
+    adapter: str = "",
+    before=None,
+    after=None,
+    reason: str = "",
+    evidence=None,
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    actor: Actor | None = None,
+) -> dict:
+    """An event's hashed fields but for its place in the chain (id, seq, time, prev_hash), checked."""
     if not EVENT_TYPE.fullmatch(type):
         raise ValueError(f"audit event type {type!r} is not dotted lowercase, e.g. 'version.status'")
     if outcome not in AuditEvent.Outcome.values:
@@ -207,7 +242,7 @@ def audit_record(
     request = current_request()
     if adapter and not namespace:
         namespace = adapter.split("/", 1)[0]
-    fields = {
+    return {
         "type": type,
         "actor_kind": actor.kind,
         "actor_id": _text(actor.id, "actor_id"),
@@ -227,29 +262,45 @@ def audit_record(
         "evidence": json_safe(evidence),
         "outcome": str(outcome),
     }
-    with transaction.atomic(savepoint=False):
-        return _append(fields)
 
 
 def _append(fields: dict) -> AuditEvent:
     head = _locked_head()
     # The time is read under the lock, so times never go backwards along the chain.
-    now = timezone.now()
+    event = _chained_event(fields, seq=head.seq + 1, prev_hash=head.head_hash, now=timezone.now())
+    _insert_and_move_head(event)
+    return event
+
+
+def _chained_event(fields: dict, *, seq: int, prev_hash: str, now) -> AuditEvent:
+    """The event at `seq` after `prev_hash`: its canonical body and entry hash."""
     event_id = uuid.uuid4()
-    seq = head.seq + 1
-    body = {"id": str(event_id), "seq": seq, "time": rfc3339(now), **fields, "prev_hash": head.head_hash}
-    canonical = chain.canonical(body)
-    event = AuditEvent(
+    body = {"id": str(event_id), "seq": seq, "time": rfc3339(now), **fields, "prev_hash": prev_hash}
+    canonical = _canonical(body)
+    return AuditEvent(
         id=event_id,
         seq=seq,
         time=now,
-        prev_hash=head.head_hash,
-        entry_hash=chain.body_hash(head.head_hash, canonical),
+        prev_hash=prev_hash,
+        entry_hash=chain.body_hash(prev_hash, canonical),
         body=canonical.decode("utf-8"),
         **fields,
     )
-    _insert_and_move_head(event)
-    return event
+
+
+_json_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _canonical(body: dict) -> bytes:
+    """chain.canonical of a body made of json_safe values, seven times faster where it can be.
+
+    json_safe leaves no floats and no integer beyond 2**53; for such values json's C encoder
+    writes exactly the RFC 8785 bytes whenever its output is ASCII: the same escapes (\\b \\t \\n
+    \\f \\r, \\u00xx for the other control characters, \\" and \\\\), the same integers, and keys
+    sorted the same (code points and UTF-16 units agree on ASCII). Anything else goes to rfc8785
+    (tests/audit/test_canonical.py holds the two together)."""
+    text = _json_encoder.encode(body)
+    return text.encode() if text.isascii() else chain.canonical(body)
 
 
 def _insert_and_move_head(event: AuditEvent) -> None:
@@ -266,6 +317,58 @@ def _insert_and_move_head(event: AuditEvent) -> None:
         cursor.execute(sql, [*values, event.seq, event.entry_hash])
     event._state.adding, event._state.db = False, connection.alias
     _remember_head(event.seq, event.entry_hash)
+
+
+def audit_record_many(events: list[dict]) -> list[AuditEvent]:
+    """Append several events, each given as audit_record's keyword arguments, in their order.
+
+    For a batch of changes in one transaction (a bulk registration): the head is locked once,
+    the events are chained one after the other and written, and the head moved, by one statement.
+    They share one time, read under the lock, so times still never go backwards along the chain.
+    """
+    if not events:
+        return []
+    fields = [_event_fields(**event) for event in events]
+    with transaction.atomic(savepoint=False):
+        head = _locked_head()
+        now = timezone.now()
+        chained, prev_hash = [], head.head_hash
+        for offset, event_fields in enumerate(fields, start=1):
+            chained.append(_chained_event(event_fields, seq=head.seq + offset, prev_hash=prev_hash, now=now))
+            prev_hash = chained[-1].entry_hash
+        _insert_many_and_move_head(chained)
+    return chained
+
+
+def _insert_many_and_move_head(events: list[AuditEvent]) -> None:
+    """INSERT the events and move the head in one statement whose one parameter is the rows as JSON:
+    a VALUES list would carry a placeholder per value, which the driver parses on every call (and
+    PostgreSQL takes at most 65,535), and arrays per column are quoted value by value in Python."""
+    columns = [field.column for field in AuditEvent._meta.concrete_fields]
+    rows = [
+        {field.column: _json_column(getattr(event, field.attname)) for field in AuditEvent._meta.concrete_fields}
+        for event in events
+    ]
+    sql = (
+        f"WITH inserted AS (INSERT INTO registry_auditevent ({', '.join(columns)}) "
+        f"SELECT {', '.join(columns)} FROM json_populate_recordset(NULL::registry_auditevent, %s)) "
+        "UPDATE registry_auditchainhead SET seq = %s, head_hash = %s WHERE id = 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(rows, ensure_ascii=False), events[-1].seq, events[-1].entry_hash])
+    for event in events:
+        event._state.adding, event._state.db = False, connection.alias
+    _remember_head(events[-1].seq, events[-1].entry_hash)
+
+
+def _json_column(value):
+    """A column's value as json_populate_recordset reads it back: JSON columns as they are (JSON data
+    already, see json_safe), UUIDs and times as text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def audit_subject(obj) -> dict:

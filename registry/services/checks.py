@@ -13,7 +13,7 @@ validated and the base's stored tensor index rather than reading blobs again.
 from django.db import transaction
 
 from registry.audit.services import audit_record, audit_subject
-from registry.compat import static_compatibility
+from registry.compat import StaticResult, static_compatibility
 from registry.formats.peft_config import peft_overrides
 from registry.formats.safetensors_header import TensorInfo
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
@@ -38,10 +38,7 @@ def adapter_version_static_check(
         adapter_tensors = version_tensor_headers(version)
     if base_tensors is None:
         base_tensors = base_tensor_index(version.base_version)
-    # The ranks resolved at ingest, not the stored rank_pattern: PostgreSQL's jsonb does not keep
-    # key order, and peft takes the first matching key, so the stored dict could pick another one.
-    config = {**version.config, **peft_overrides(version.resolved_patterns or {})}
-    result = static_compatibility(adapter_tensors, config, base_tensors)
+    result = static_check_result(version, adapter_tensors=adapter_tensors, base_tensors=base_tensors)
     check = Check(
         adapter_version=version,
         kind=Check.Kind.STATIC,
@@ -56,17 +53,38 @@ def adapter_version_static_check(
         unique_fields=["adapter_version", "kind"],
         update_fields=["verdict", "reasons", "details"],
     )
-    audit_record(
-        type="check.static",
-        **audit_subject(version),
-        after={"verdict": result.verdict},
-        evidence={"reasons": result.reasons},
-    )
-    if result.verdict == Check.Verdict.FAIL:
-        version_rejected(version, f"static check: {result.reasons[0]}", just_inserted=just_inserted)
+    audit_record(**static_check_event(version, result))
+    status, reason = static_check_status(result)
+    if status == Status.REJECTED:
+        version_rejected(version, reason, just_inserted=just_inserted)
     else:
-        version_status_move(version, Status.CHECKING, just_inserted=just_inserted)
+        version_status_move(version, status, just_inserted=just_inserted)
     return check
+
+
+def static_check_result(version: AdapterVersion, *, adapter_tensors: Tensors, base_tensors: Tensors) -> StaticResult:
+    """The static check's finding; it reads nothing and writes nothing (a bulk push writes many at once)."""
+    # The ranks resolved at ingest, not the stored rank_pattern: PostgreSQL's jsonb does not keep
+    # key order, and peft takes the first matching key, so the stored dict could pick another one.
+    config = {**version.config, **peft_overrides(version.resolved_patterns or {})}
+    return static_compatibility(adapter_tensors, config, base_tensors)
+
+
+def static_check_event(version: AdapterVersion, result: StaticResult) -> dict:
+    """The `check.static` event, as audit_record's arguments."""
+    return {
+        "type": "check.static",
+        **audit_subject(version),
+        "after": {"verdict": result.verdict},
+        "evidence": {"reasons": result.reasons},
+    }
+
+
+def static_check_status(result: StaticResult) -> tuple[str, str]:
+    """The status (and reason) the static check moves a new version to: rejected, or checking by workers."""
+    if result.verdict == Check.Verdict.FAIL:
+        return Status.REJECTED, f"static check: {result.reasons[0]}"
+    return Status.CHECKING, ""
 
 
 @transaction.atomic(savepoint=False)

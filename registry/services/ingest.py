@@ -124,12 +124,17 @@ def _existing_or_next(repository, created: bool, digest: str):
 
 
 def _record_upload(kind: str, version, files: list[IncomingFile], **lineage) -> None:
-    audit_record(
-        type=f"{kind}.upload",
+    audit_record(**upload_event(kind, version, files, **lineage))
+
+
+def upload_event(kind: str, version, files: list[IncomingFile], **lineage) -> dict:
+    """The `<kind>.upload` event of a new version, as audit_record's arguments."""
+    return {
+        "type": f"{kind}.upload",
         **audit_subject(version),
-        after={"ref": version.ref, "digest": version.digest, "status": version.status, **lineage},
-        evidence={"files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files]},
-    )
+        "after": {"ref": version.ref, "digest": version.digest, "status": version.status, **lineage},
+        "evidence": {"files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files]},
+    }
 
 
 def _with_blobs(files: list[IncomingFile], write_rows):
@@ -239,25 +244,31 @@ def _clean_provenance(provenance: dict | None) -> dict:
 
 
 def _resolve_lineage(base_ref: str, parent_ref: str | None):
+    return _resolve_base(base_ref), _resolve_parent(parent_ref)
+
+
+def _resolve_base(base_ref: str) -> BaseModelVersion:
     if not base_ref:
         raise InvalidArtifact(
             "base_required", "an adapter needs --base / 'base': the base model version it was trained on"
         )
     try:
-        base_version = base_version_get(base_ref)
+        return base_version_get(base_ref)
     except RegistryError as exc:
         raise InvalidArtifact(
             "base_not_found", f"base {base_ref!r} does not resolve: {exc.message}", ref=base_ref
         ) from None
-    parent = None
-    if parent_ref:
-        try:
-            parent = adapter_version_get(parent_ref)
-        except RegistryError as exc:
-            raise InvalidArtifact(
-                "parent_not_found", f"parent {parent_ref!r} does not resolve: {exc.message}", ref=parent_ref
-            ) from None
-    return base_version, parent
+
+
+def _resolve_parent(parent_ref: str | None) -> AdapterVersion | None:
+    if not parent_ref:
+        return None
+    try:
+        return adapter_version_get(parent_ref)
+    except RegistryError as exc:
+        raise InvalidArtifact(
+            "parent_not_found", f"parent {parent_ref!r} does not resolve: {exc.message}", ref=parent_ref
+        ) from None
 
 
 def _base_tensors(base_version: BaseModelVersion):
@@ -400,12 +411,17 @@ def _as_read_back(version: AdapterVersion, file_rows: list[AdapterFile], *, sign
 def upload_refusal_record(*, kind: str, name: str, code: str, message: str, **evidence) -> None:
     """The `<kind>.upload_refused` audit event of a refused push, single or bulk, in its own
     transaction (the upload's own writes were rolled back). `name` is kept only when valid."""
+    audit_record(**upload_refusal_event(kind=kind, name=name, code=code, message=message, **evidence))
+
+
+def upload_refusal_event(*, kind: str, name: str, code: str, message: str, **evidence) -> dict:
+    """upload_refusal_record's event as audit_record's arguments (a bulk push records many at once)."""
     name = name if NAME_PATTERN.match(name or "") else ""
-    audit_record(
-        type=f"{kind}.upload_refused",
-        outcome="failed",
-        adapter=name if kind == "adapter" else "",
-        namespace=name.split("/", 1)[0] if name else "",
-        reason=message[:2000],
-        evidence={"code": str(code), "name": name, **evidence},
-    )
+    return {
+        "type": f"{kind}.upload_refused",
+        "outcome": "failed",
+        "adapter": name if kind == "adapter" else "",
+        "namespace": name.split("/", 1)[0] if name else "",
+        "reason": message[:2000],
+        "evidence": {"code": str(code), "name": name, **evidence},
+    }

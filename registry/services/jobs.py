@@ -16,8 +16,8 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from registry.audit.services import audit_chain_lock, audit_record, audit_subject
-from registry.broker import publish_job
+from registry.audit.services import audit_chain_lock, audit_record, audit_record_many, audit_subject
+from registry.broker import publish_job, publish_jobs
 from registry.formats.safetensors_header import TensorInfo, read_header_from
 from registry.formats.tensor_index import tensor_index, tensors_from_index
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
@@ -76,17 +76,27 @@ def route_job(job: Job) -> str:
 
     Among holders, the least busy; between equally busy ones, one that has the adapter attached
     already (a switch instead of a hot-swap or a load)."""
-    base_id = str(job.adapter_version.base_version_id)
-    ranked = []
-    for worker in live_workers():
-        snapshot = worker.resident_snapshot
-        if snapshot.holds_base(base_id) and SHARED_GPU_QUEUE in worker.queues:
-            running = worker.claimed_jobs.filter(state=Job.State.RUNNING).count()
-            attached = snapshot.holds_adapter(job.adapter_version_id)
-            ranked.append((running, not attached, worker.hostname, worker.direct_queue))
-    if ranked:
-        return min(ranked)[-1]
-    return SHARED_GPU_QUEUE
+    return job_router()(job)
+
+
+def job_router():
+    """route_job's rule as a function of a job, with the live workers read once: for many jobs at
+    once (a bulk registration's), each worker's running jobs are counted once too."""
+    holders = [(worker, worker.resident_snapshot) for worker in live_workers() if SHARED_GPU_QUEUE in worker.queues]
+    running: dict = {}
+
+    def route(job: Job) -> str:
+        base_id = str(job.adapter_version.base_version_id)
+        ranked = []
+        for worker, snapshot in holders:
+            if snapshot.holds_base(base_id):
+                if worker.pk not in running:
+                    running[worker.pk] = worker.claimed_jobs.filter(state=Job.State.RUNNING).count()
+                attached = snapshot.holds_adapter(job.adapter_version_id)
+                ranked.append((running[worker.pk], not attached, worker.hostname, worker.direct_queue))
+        return min(ranked)[-1] if ranked else SHARED_GPU_QUEUE
+
+    return route
 
 
 def job_dispatch(job_id) -> bool:
@@ -118,6 +128,47 @@ def _record_dispatch(job: Job, queue: str) -> None:
         type="job.dispatch" if job.dispatch_attempts == 0 else "job.redispatch",
         **audit_subject(job),
         after={"queue": queue, "kind": job.kind, "attempt": job.dispatch_attempts + 1},
+    )
+
+
+def jobs_dispatch(job_ids: list) -> list[str]:
+    """job_dispatch for many new jobs (a bulk registration's), in order: one read, one routing pass,
+    one producer connection and one transaction for their dispatch events. Returns the ids sent;
+    like job_dispatch it logs and never raises, and what was not sent the dispatcher sends later."""
+    try:
+        queued = Job.objects.select_related("adapter_version__adapter").filter(id__in=job_ids, state=Job.State.QUEUED)
+        by_id = {job.id: job for job in queued}
+        jobs = [by_id[job_id] for job_id in job_ids if job_id in by_id]
+        route = job_router()
+        queues = {job.id: route(job) for job in jobs}
+    except Exception:
+        logger.exception("could not dispatch %d jobs; the dispatcher will send them again", len(job_ids))
+        return []
+    sent = set(publish_jobs([(str(job.id), queues[job.id]) for job in jobs]))
+    dispatched = [job for job in jobs if str(job.id) in sent]
+    if dispatched:
+        _record_dispatches(dispatched, queues)
+    return [str(job.id) for job in dispatched]
+
+
+@transaction.atomic
+def _record_dispatches(jobs: list[Job], queues: dict) -> None:
+    """_record_dispatch for many jobs: one UPDATE per queue, their events in one append."""
+    audit_chain_lock()
+    now = timezone.now()
+    for queue in set(queues[job.id] for job in jobs):
+        Job.objects.filter(id__in=[job.id for job in jobs if queues[job.id] == queue]).update(
+            queue=queue, dispatched_at=now, dispatch_attempts=F("dispatch_attempts") + 1
+        )
+    audit_record_many(
+        [
+            {
+                "type": "job.dispatch" if job.dispatch_attempts == 0 else "job.redispatch",
+                **audit_subject(job),
+                "after": {"queue": queues[job.id], "kind": job.kind, "attempt": job.dispatch_attempts + 1},
+            }
+            for job in jobs
+        ]
     )
 
 

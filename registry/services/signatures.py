@@ -187,15 +187,24 @@ class CheckedSignature:
 
 
 def signature_check_upload(
-    *, name: str, files: dict[str, str], digest: str, raw: bytes | None, user, trigger: str = Trigger.UPLOAD
+    *,
+    name: str,
+    files: dict[str, str],
+    digest: str,
+    raw: bytes | None,
+    user,
+    trigger: str = Trigger.UPLOAD,
+    current: CurrentPolicy | None = None,
 ) -> CheckedSignature | None:
     """Verify an upload's signature against its files and namespace policy, before anything is stored.
 
     Raises SignatureRejected (422) after recording the failure; returns None for an
-    unsigned upload the policy allows.
+    unsigned upload the policy allows. `current`: the namespace's policy, when the caller
+    has read it already (a bulk push reads it once per namespace).
     """
     namespace, _ = parse_name(name)
-    current = signing_policy_current(namespace)
+    if current is None:
+        current = signing_policy_current(namespace)
     record = {"trigger": trigger, "adapter_name": name, "digest": digest, "current": current, "user": user, "raw": raw}
     if raw is None:
         if current.policy.require_signature:

@@ -57,16 +57,21 @@ def version_status_move(version: AdapterVersion, status: str, reason: str = "", 
     reason = reason[:2000]
     if (current_status, current_reason) != (status, reason):
         AdapterVersion.objects.filter(id=version.id).update(status=status, status_reason=reason)
-        audit_record(
-            type="version.status",
-            **audit_subject(version),
-            before={"status": current_status, "reason": current_reason},
-            after={"status": status, "reason": reason},
-            reason=reason,
-        )
+        audit_record(**version_status_event(version, current_status, current_reason, status, reason))
         webhook_version_status(version, before=current_status, after=status, reason=reason)  # version.ready|rejected
     version.status, version.status_reason = status, reason
     return Move(before=current_status, after=status)
+
+
+def version_status_event(version: AdapterVersion, before: str, before_reason: str, status: str, reason: str) -> dict:
+    """The `version.status` event of a move, as audit_record's arguments."""
+    return {
+        "type": "version.status",
+        **audit_subject(version),
+        "before": {"status": before, "reason": before_reason},
+        "after": {"status": status, "reason": reason},
+        "reason": reason,
+    }
 
 
 def version_rejected(version: AdapterVersion, reason: str, *, just_inserted: bool = False) -> Move:

@@ -161,21 +161,61 @@ def adapter_version_list(
 # both cost about the same here (BENCHMARKS.md, scale).
 SEARCH_NAME_CAP = 5000
 
+# How many names contain the search, estimated the way the planner estimates `name ILIKE '%q%'`:
+# the share of the column's histogram bounds (1,000 of them, migration 0017) that match, times the
+# table's row count. Names are unique, so there is no most-common-values list to add. NULL when the
+# table has no statistics yet (then the search is taken as rare and the index answers it).
+_NAME_ESTIMATE_SQL = """
+SELECT count(*) FILTER (WHERE bound ILIKE %s)::float8 / nullif(count(*), 0) * max(c.reltuples)
+FROM pg_stats s CROSS JOIN LATERAL unnest(s.histogram_bounds::text::text[]) AS bound
+JOIN pg_class c ON c.oid = 'registry_adapter'::regclass
+WHERE s.schemaname = current_schema() AND s.tablename = 'registry_adapter' AND s.attname = 'name'
+  AND NOT s.inherited
+"""
+
+# One statement: the estimate, and only when it says rare, the matching names from the gram index.
+# The ARRAY(...) subquery sits in the CASE's other branch, so PostgreSQL never runs it for a common
+# search (an init plan runs when first needed): the index is not asked to build its bitmap of
+# 100,000 names just to learn that there are more than SEARCH_NAME_CAP.
+_NAME_PROBE_SQL = """
+SELECT estimate, CASE WHEN estimate > %s THEN NULL ELSE ARRAY({names}) END
+FROM ({estimate}) AS stats(estimate)
+"""
+
+
+def _matching_names(search: str) -> list | None:
+    """Ids of the names containing `search`, at most SEARCH_NAME_CAP + 1; None when the statistics
+    say far more names match than that (then nothing was read from the names)."""
+    names = Adapter.objects.filter(name__substring=search).values_list("id", flat=True)[: SEARCH_NAME_CAP + 1]
+    names_sql, names_params = names.query.sql_with_params()
+    pattern = f"%{connection.ops.prep_for_like_query(search)}%"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _NAME_PROBE_SQL.format(names=names_sql, estimate=_NAME_ESTIMATE_SQL),
+            [SEARCH_NAME_CAP, *names_params, pattern],
+        )
+        _estimate, ids = cursor.fetchone()
+    return ids
+
 
 def _adapter_name_search(queryset: QuerySet[AdapterVersion], search: str, namespace: str) -> tuple[QuerySet, str]:
     """Versions whose adapter name contains `search` (any case), planned by how common it is;
-    returns them and the namespace filter still to apply ("" once the names are within it).
+    returns them and the namespace filter still to apply.
 
-    The planner cannot tell from statistics whether "support" matches ten names or a million, so
-    we ask the name index first, for at most SEARCH_NAME_CAP + 1 names: a rare search becomes an
-    `adapter_id = ANY(array)` served by the (adapter, created_at, id) index; a common one is a plain
-    filter on the walk down the list order, which stops as soon as a page is full."""
-    names = Adapter.objects.filter(name__substring=search)
+    A rare search becomes an `adapter_id = ANY(array)` served by the (adapter, created_at, id)
+    index; a common one is a plain filter on the walk down the list order, which stops as soon as
+    a page is full. Whether it is rare the column's statistics say first (one statement with the
+    probe, see _NAME_PROBE_SQL); the probe, capped at SEARCH_NAME_CAP + 1 names, has the last word
+    when they were wrong. Within a namespace the probe reads that namespace's names only, and the
+    versions keep their namespace filter: one range scan of (namespace, created_at, id) checked
+    against the ids, instead of the planner's walk of the whole list order."""
     if namespace:
-        names = names.filter(namespace=namespace)
-    matching = list(names.values_list("id", flat=True)[: SEARCH_NAME_CAP + 1])
-    if len(matching) <= SEARCH_NAME_CAP:
-        return queryset.filter(AnyOf(F("adapter_id"), matching)), ""
+        names = Adapter.objects.filter(name__substring=search, namespace=namespace)
+        matching = list(names.values_list("id", flat=True)[: SEARCH_NAME_CAP + 1])
+    else:
+        matching = _matching_names(search)
+    if matching is not None and len(matching) <= SEARCH_NAME_CAP:
+        return queryset.filter(AnyOf(F("adapter_id"), matching)), namespace
     return queryset.filter(adapter__name__substring_scan=search), namespace  # registry/search.py
 
 

@@ -407,6 +407,30 @@ class Lineage:
         return bool(self.hidden)
 
 
+def _lineage_adapter_nodes() -> QuerySet[AdapterVersion]:
+    """What a lineage graph shows of an adapter version: its ref, digest and status, and its edges.
+    The full rows with their five joined tables (config JSON, creator, parent, base) cost the API
+    two thirds of its time on a version with 10,000 children (1,100 model instances a request)."""
+    return AdapterVersion.objects.select_related("adapter").only(
+        "id",
+        "number",
+        "digest",
+        "status",
+        "created_at",
+        "parent",
+        "base_version",
+        "adapter__namespace",
+        "adapter__name",
+    )
+
+
+def _lineage_base_nodes() -> QuerySet[BaseModelVersion]:
+    """A base as a lineage node: without its tensor index (tens of KB of JSON, for pushes)."""
+    return BaseModelVersion.objects.select_related("base_model").only(
+        "id", "number", "digest", "status", "base_model__namespace", "base_model__name"
+    )
+
+
 def _descendants(start: str, start_params: dict, per_node: int) -> list:
     params = {**start_params, "per_node": per_node, "max_nodes": LINEAGE_MAX_NODES}
     return _ids(_DESCENDANTS_SQL.format(start=start), params)
@@ -438,12 +462,13 @@ def adapter_version_lineage(version: AdapterVersion, *, per_node: int = LINEAGE_
     ancestor_ids = _ids(_ANCESTORS_SQL, [version.id])
     descendant_ids = _descendants("id = %(start)s", {"start": version.id}, per_node)
     adapters = list(
-        adapter_version_queryset().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at", "id")
+        _lineage_adapter_nodes().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at", "id")
     )
-    below = [a for a in adapters if a.id in set(descendant_ids)]
+    descendants = set(descendant_ids)
+    below = [a for a in adapters if a.id in descendants]
     hidden = _hidden_children(below, per_node, cut=len(descendant_ids) >= LINEAGE_MAX_NODES)
     base_ids = {a.base_version_id for a in adapters}
-    bases = list(base_version_queryset().filter(id__in=base_ids))
+    bases = list(_lineage_base_nodes().filter(id__in=base_ids))
     return Lineage(root=version, bases=bases, adapters=adapters, hidden=hidden)
 
 
@@ -451,7 +476,7 @@ def base_version_lineage(version: BaseModelVersion, *, per_node: int = LINEAGE_C
     """A base version and the adapter versions built on it, directly or through parents: the oldest
     `per_node` of each node's children, LINEAGE_MAX_NODES in all; `hidden` counts the rest."""
     ids = _descendants("base_version_id = %(start)s AND parent_id IS NULL", {"start": version.id}, per_node)
-    adapters = list(adapter_version_queryset().filter(id__in=ids).order_by("created_at", "id"))
+    adapters = list(_lineage_adapter_nodes().filter(id__in=ids).order_by("created_at", "id"))
     hidden = _hidden_children(adapters, per_node, cut=len(ids) >= LINEAGE_MAX_NODES)
     roots = sum(1 for a in adapters if a.parent_id is None)
     if roots >= per_node:

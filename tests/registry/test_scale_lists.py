@@ -120,12 +120,16 @@ def test_the_statistics_decide_a_common_search_without_reading_the_names(alice_c
     assert {row["name"] for row in rows} == {"support-bot", "SUPPORT-router", "triage-support-x"}
 
 
-def test_a_search_within_a_namespace_keeps_to_it(alice_client, base):
+@pytest.mark.parametrize("walk_from", [100, 1])  # 3 names match: probed by id, or the namespace walked
+def test_a_search_within_a_namespace_keeps_to_it(alice_client, base, monkeypatch, walk_from):
+    monkeypatch.setattr(selectors, "SEARCH_NAMESPACE_WALK", walk_from)
     adapters = Adapter.objects.bulk_create(
         [Adapter(namespace=namespace, name=f"bot-{i}") for namespace in ("one", "two") for i in range(3)]
     )
     versions_of(adapters, base, per_adapter=2)
     rows = alice_client.get("/api/v1/adapters/", {"search": "bot", "namespace": "two"}).json()["results"]
+    expected = AdapterVersion.objects.filter(adapter__namespace="two").order_by("-created_at", "-id")
+    assert [row["id"] for row in rows] == [str(pk) for pk in expected.values_list("id", flat=True)]
     assert len(rows) == 6 and {row["namespace"] for row in rows} == {"two"}
 
 

@@ -511,6 +511,28 @@ def job_queryset() -> QuerySet[Job]:
     return Job.objects.select_related("adapter_version__adapter", "suite")
 
 
+def job_rows() -> QuerySet[Job]:
+    """Jobs as the Workers page lists them: the job's own columns, its adapter version's ref and
+    its suite's ref, not the versions' full rows (config, training parameters, dtypes JSON)."""
+    return job_queryset().only(
+        "id",
+        "kind",
+        "state",
+        "queue",
+        "attempts",
+        "dispatch_attempts",
+        "dispatched_at",
+        "ran_on",
+        "created_at",
+        "adapter_version__number",
+        "adapter_version__adapter__namespace",
+        "adapter_version__adapter__name",
+        "suite__namespace",
+        "suite__name",
+        "suite__number",
+    )
+
+
 def jobs_of(version: AdapterVersion) -> QuerySet[Job]:
     return job_queryset().filter(adapter_version=version).order_by("created_at")
 

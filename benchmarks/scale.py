@@ -178,6 +178,13 @@ def load_audit_and_telemetry(args) -> None:
             [args.audit_events, args.audit_events],
             "audit events",
         )
+        # The chain's head must name the newest event, or the next real event (the benchmark token's)
+        # takes a seq the bulk rows already hold and the run stops on a unique violation.
+        execute(
+            """UPDATE registry_auditchainhead h SET seq = e.seq, head_hash = e.entry_hash
+               FROM (SELECT seq, entry_hash FROM registry_auditevent ORDER BY seq DESC LIMIT 1) e WHERE h.id = 1""",
+            label="audit head",
+        )
     if execute_scalar("SELECT count(*) FROM registry_telemetrywindow") < args.telemetry:
         from registry.models import ServingWorker
 

@@ -161,20 +161,69 @@ def adapter_version_list(
 # both cost about the same here (BENCHMARKS.md, scale).
 SEARCH_NAME_CAP = 5000
 
+# How many names contain the search, estimated the way the planner estimates `name ILIKE '%q%'`:
+# the share of the column's histogram bounds (1,000 of them, migration 0017) that match, times the
+# table's row count. Names are unique, so there is no most-common-values list to add. NULL when the
+# table has no statistics yet (then the search is taken as rare and the index answers it).
+_NAME_ESTIMATE_SQL = """
+SELECT count(*) FILTER (WHERE bound ILIKE %s)::float8 / nullif(count(*), 0) * max(c.reltuples)
+FROM pg_stats s CROSS JOIN LATERAL unnest(s.histogram_bounds::text::text[]) AS bound
+JOIN pg_class c ON c.oid = 'registry_adapter'::regclass
+WHERE s.schemaname = current_schema() AND s.tablename = 'registry_adapter' AND s.attname = 'name'
+  AND NOT s.inherited
+"""
+
+# One statement: the estimate, and only when it says rare, the matching names from the gram index.
+# The ARRAY(...) subquery sits in the CASE's other branch, so PostgreSQL never runs it for a common
+# search (an init plan runs when first needed): the index is not asked to build its bitmap of
+# 100,000 names just to learn that there are more than SEARCH_NAME_CAP.
+_NAME_PROBE_SQL = """
+SELECT estimate, CASE WHEN estimate > %s THEN NULL ELSE ARRAY({names}) END
+FROM ({estimate}) AS stats(estimate)
+"""
+
+
+def _matching_names(search: str) -> list | None:
+    """Ids of the names containing `search`, at most SEARCH_NAME_CAP + 1; None when the statistics
+    say far more names match than that (then nothing was read from the names)."""
+    names = Adapter.objects.filter(name__substring=search).values_list("id", flat=True)[: SEARCH_NAME_CAP + 1]
+    names_sql, names_params = names.query.sql_with_params()
+    pattern = f"%{connection.ops.prep_for_like_query(search)}%"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _NAME_PROBE_SQL.format(names=names_sql, estimate=_NAME_ESTIMATE_SQL),
+            [SEARCH_NAME_CAP, *names_params, pattern],
+        )
+        _estimate, ids = cursor.fetchone()
+    return ids
+
+
+# Within a namespace, this many matching names make the namespace dense enough in matches that
+# walking its (namespace, created_at, id) index with the name filter fills a page first: `bot` in
+# a namespace of 2,000 names (1,000 match) reads ~100 versions (4 ms), where probing the 1,000 ids
+# joined all their 2,000 versions before sorting them (27 ms; 45 ms keeping the namespace filter,
+# which the planner then estimated at 4 rows). Fewer names are probed by id.
+SEARCH_NAMESPACE_WALK = 100
+
 
 def _adapter_name_search(queryset: QuerySet[AdapterVersion], search: str, namespace: str) -> tuple[QuerySet, str]:
     """Versions whose adapter name contains `search` (any case), planned by how common it is;
     returns them and the namespace filter still to apply ("" once the names are within it).
 
-    The planner cannot tell from statistics whether "support" matches ten names or a million, so
-    we ask the name index first, for at most SEARCH_NAME_CAP + 1 names: a rare search becomes an
-    `adapter_id = ANY(array)` served by the (adapter, created_at, id) index; a common one is a plain
-    filter on the walk down the list order, which stops as soon as a page is full."""
-    names = Adapter.objects.filter(name__substring=search)
+    A rare search becomes an `adapter_id = ANY(array)` served by the (adapter, created_at, id)
+    index; a common one is a plain filter on the walk down the list order (or the namespace's),
+    which stops as soon as a page is full. Whether it is rare the column's statistics say first (one
+    statement with the probe, see _NAME_PROBE_SQL); the probe, capped at SEARCH_NAME_CAP + 1 names,
+    has the last word when they were wrong. Within a namespace the probe reads that namespace's
+    names only, and SEARCH_NAMESPACE_WALK of them make it common there."""
     if namespace:
-        names = names.filter(namespace=namespace)
-    matching = list(names.values_list("id", flat=True)[: SEARCH_NAME_CAP + 1])
-    if len(matching) <= SEARCH_NAME_CAP:
+        names = Adapter.objects.filter(name__substring=search, namespace=namespace)
+        matching = list(names.values_list("id", flat=True)[: SEARCH_NAME_CAP + 1])
+        common = len(matching) >= SEARCH_NAMESPACE_WALK
+    else:
+        matching = _matching_names(search)
+        common = matching is None or len(matching) > SEARCH_NAME_CAP
+    if not common:
         return queryset.filter(AnyOf(F("adapter_id"), matching)), ""
     return queryset.filter(adapter__name__substring_scan=search), namespace  # registry/search.py
 
@@ -367,6 +416,30 @@ class Lineage:
         return bool(self.hidden)
 
 
+def _lineage_adapter_nodes() -> QuerySet[AdapterVersion]:
+    """What a lineage graph shows of an adapter version: its ref, digest and status, and its edges.
+    The full rows with their five joined tables (config JSON, creator, parent, base) cost the API
+    two thirds of its time on a version with 10,000 children (1,100 model instances a request)."""
+    return AdapterVersion.objects.select_related("adapter").only(
+        "id",
+        "number",
+        "digest",
+        "status",
+        "created_at",
+        "parent",
+        "base_version",
+        "adapter__namespace",
+        "adapter__name",
+    )
+
+
+def _lineage_base_nodes() -> QuerySet[BaseModelVersion]:
+    """A base as a lineage node: without its tensor index (tens of KB of JSON, for pushes)."""
+    return BaseModelVersion.objects.select_related("base_model").only(
+        "id", "number", "digest", "status", "base_model__namespace", "base_model__name"
+    )
+
+
 def _descendants(start: str, start_params: dict, per_node: int) -> list:
     params = {**start_params, "per_node": per_node, "max_nodes": LINEAGE_MAX_NODES}
     return _ids(_DESCENDANTS_SQL.format(start=start), params)
@@ -398,12 +471,13 @@ def adapter_version_lineage(version: AdapterVersion, *, per_node: int = LINEAGE_
     ancestor_ids = _ids(_ANCESTORS_SQL, [version.id])
     descendant_ids = _descendants("id = %(start)s", {"start": version.id}, per_node)
     adapters = list(
-        adapter_version_queryset().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at", "id")
+        _lineage_adapter_nodes().filter(id__in=set(ancestor_ids) | set(descendant_ids)).order_by("created_at", "id")
     )
-    below = [a for a in adapters if a.id in set(descendant_ids)]
+    descendants = set(descendant_ids)
+    below = [a for a in adapters if a.id in descendants]
     hidden = _hidden_children(below, per_node, cut=len(descendant_ids) >= LINEAGE_MAX_NODES)
     base_ids = {a.base_version_id for a in adapters}
-    bases = list(base_version_queryset().filter(id__in=base_ids))
+    bases = list(_lineage_base_nodes().filter(id__in=base_ids))
     return Lineage(root=version, bases=bases, adapters=adapters, hidden=hidden)
 
 
@@ -411,7 +485,7 @@ def base_version_lineage(version: BaseModelVersion, *, per_node: int = LINEAGE_C
     """A base version and the adapter versions built on it, directly or through parents: the oldest
     `per_node` of each node's children, LINEAGE_MAX_NODES in all; `hidden` counts the rest."""
     ids = _descendants("base_version_id = %(start)s AND parent_id IS NULL", {"start": version.id}, per_node)
-    adapters = list(adapter_version_queryset().filter(id__in=ids).order_by("created_at", "id"))
+    adapters = list(_lineage_adapter_nodes().filter(id__in=ids).order_by("created_at", "id"))
     hidden = _hidden_children(adapters, per_node, cut=len(ids) >= LINEAGE_MAX_NODES)
     roots = sum(1 for a in adapters if a.parent_id is None)
     if roots >= per_node:
@@ -435,6 +509,28 @@ def worker_list() -> QuerySet[Worker]:
 
 def job_queryset() -> QuerySet[Job]:
     return Job.objects.select_related("adapter_version__adapter", "suite")
+
+
+def job_rows() -> QuerySet[Job]:
+    """Jobs as the Workers page lists them: the job's own columns, its adapter version's ref and
+    its suite's ref, not the versions' full rows (config, training parameters, dtypes JSON)."""
+    return job_queryset().only(
+        "id",
+        "kind",
+        "state",
+        "queue",
+        "attempts",
+        "dispatch_attempts",
+        "dispatched_at",
+        "ran_on",
+        "created_at",
+        "adapter_version__number",
+        "adapter_version__adapter__namespace",
+        "adapter_version__adapter__name",
+        "suite__namespace",
+        "suite__name",
+        "suite__number",
+    )
 
 
 def jobs_of(version: AdapterVersion) -> QuerySet[Job]:

@@ -503,10 +503,10 @@ def worker_list(request):
         "queued": capped_count(queued),
         # Running jobs are at most one per worker; the queued ones page on the (state, created_at, id)
         # index (state IN (queued, running) would walk the whole job table in created_at order).
-        "running": list(selectors.job_queryset().filter(state=Job.State.RUNNING).order_by("created_at", "id")),
+        "running": list(selectors.job_rows().filter(state=Job.State.RUNNING).order_by("created_at", "id")),
         "jobs": keyset_page(
             request,
-            selectors.job_queryset().filter(state=Job.State.QUEUED),
+            selectors.job_rows().filter(state=Job.State.QUEUED),
             size=JOBS_SHOWN,
             count=False,
             ordering=OLDEST_FIRST,

@@ -107,6 +107,32 @@ def test_a_common_search_walks_the_list_and_finds_the_same_rows(alice_client, na
     assert [row["id"] for row in common] == [row["id"] for row in rare] and len(rare) == 3
 
 
+def test_the_statistics_decide_a_common_search_without_reading_the_names(alice_client, named, monkeypatch):
+    monkeypatch.setattr(selectors, "SEARCH_NAME_CAP", 2)
+    # No statistics yet: the search is taken as rare and the index answers, up to the cap + 1 names.
+    assert len(selectors._matching_names("support")) == 3
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE registry_adapter")
+    # Three of the six names contain "support": the histogram says 3 > 2 before any name is read.
+    assert selectors._matching_names("support") is None
+    assert sorted(selectors._matching_names("bot")) == sorted(a.id for a in named if "bot" in a.name)
+    rows = alice_client.get("/api/v1/adapters/", {"search": "support"}).json()["results"]
+    assert {row["name"] for row in rows} == {"support-bot", "SUPPORT-router", "triage-support-x"}
+
+
+@pytest.mark.parametrize("walk_from", [100, 1])  # 3 names match: probed by id, or the namespace walked
+def test_a_search_within_a_namespace_keeps_to_it(alice_client, base, monkeypatch, walk_from):
+    monkeypatch.setattr(selectors, "SEARCH_NAMESPACE_WALK", walk_from)
+    adapters = Adapter.objects.bulk_create(
+        [Adapter(namespace=namespace, name=f"bot-{i}") for namespace in ("one", "two") for i in range(3)]
+    )
+    versions_of(adapters, base, per_adapter=2)
+    rows = alice_client.get("/api/v1/adapters/", {"search": "bot", "namespace": "two"}).json()["results"]
+    expected = AdapterVersion.objects.filter(adapter__namespace="two").order_by("-created_at", "-id")
+    assert [row["id"] for row in rows] == [str(pk) for pk in expected.values_list("id", flat=True)]
+    assert len(rows) == 6 and {row["namespace"] for row in rows} == {"two"}
+
+
 def test_a_search_costs_the_same_queries_however_many_names_match(alice_client, base):
     def queries_for_search():
         with CaptureQueriesContext(connection) as captured:

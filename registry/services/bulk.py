@@ -38,6 +38,7 @@ from registry.services.checks import static_check_event, static_check_result, st
 from registry.services.ingest import (
     _adapter_card,
     _adapter_version_fields,
+    _base_tensors,
     _check_existing_matches,
     _clean_provenance,
     _discard_blobs,
@@ -49,7 +50,7 @@ from registry.services.ingest import (
     upload_event,
     upload_refusal_event,
 )
-from registry.services.jobs import base_tensor_index, jobs_dispatch
+from registry.services.jobs import jobs_dispatch
 from registry.services.signatures import (
     CheckedSignature,
     signature_check_upload,
@@ -195,7 +196,7 @@ def _validate(item: BulkItem, user, lookups: _Lookups) -> _Valid:
         **_adapter_version_fields(summary),
         **provenance,
     )
-    base_tensors = lookups.get("tensors", base_version.pk, lambda _: base_tensor_index(base_version))
+    base_tensors = lookups.get("tensors", base_version.pk, lambda _: _base_tensors(base_version))
     static = static_check_result(version, adapter_tensors=summary.tensors, base_tensors=base_tensors)
     return _Valid(item, namespace, short_name, version, checked, static)
 

@@ -141,3 +141,18 @@ def test_an_old_base_whose_blobs_are_gone_is_refused_with_a_repair_and_the_same_
     assert all(store.path(f.blob_id).exists() for f in base.files.all())
     assert tensors_from_index(BaseModelVersion.objects.get(pk=base.pk).tensor_index) == headers(zoo.llama)
     push_adapter(alice_client, base, zoo.adapters["attention"], "acme/bot")
+
+
+def test_a_bulk_push_onto_a_base_whose_blobs_are_gone_refuses_its_items_with_the_repair(alice_client, alice, zoo):
+    from registry.services.bulk import BulkItem, adapter_versions_bulk_ingest
+    from registry.uploads import incoming_from_directory
+
+    base = push_base(alice_client, zoo.llama)
+    BaseModelVersion.objects.filter(pk=base.pk).update(tensor_index=None)
+    remove_blobs(base)
+    with incoming_from_directory(zoo.adapters["attention"]) as files:
+        item = BulkItem(index=0, name="acme/bot", base=base.ref, files=list(files))
+        report = adapter_versions_bulk_ingest(items=[item], user=alice)
+    [result] = report.results
+    assert (result.status, result.code) == ("refused", "base_unreadable")
+    assert not AdapterVersion.objects.exists()

@@ -2,6 +2,7 @@
 (Redis in CI), PostgreSQL, adapters made by peft."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -79,7 +80,9 @@ def test_a_pushed_adapter_is_checked_and_evaluated_end_to_end(pool, alice, zoo, 
     dynamic = Check.objects.get(adapter_version=second, kind=Check.Kind.DYNAMIC)
     assert dynamic.verdict == Check.Verdict.PASS and dynamic.details["max_abs_output_change"] > 0
     # The resident set reaches the database with the next heartbeat, not with the job's result.
-    wait_for(lambda: Worker.objects.get(hostname=worker).holds_base(base.id), 15, "the heartbeat to report the base", pool)
+    wait_for(
+        lambda: Worker.objects.get(hostname=worker).holds_base(base.id), 15, "the heartbeat to report the base", pool
+    )
 
 
 def adapter_with(zoo, tmp_path, name, change):
@@ -146,6 +149,10 @@ def test_broken_adapters_are_rejected_with_reasons(pool, alice, zoo, tmp_path):
     for version, reason in ((nan, "NaN or Inf"), (zero, "does not change the base's outputs")):
         rejected = wait_for_status(version, pool)
         assert rejected.status == Status.REJECTED and reason in rejected.status_reason, rejected.status_reason
+    # The weight is named as in the adapter's file, not by the worker's slot for it.
+    assert re.search(
+        r"\(e\.g\. base_model\.model\.\S+\.lora_B\.weight\)", AdapterVersion.objects.get(pk=nan.pk).status_reason
+    )
 
 
 def test_affinity_sends_the_next_job_for_a_base_to_the_worker_holding_it(pool, alice, zoo):

@@ -26,12 +26,14 @@ def _output_tensor(output):
 
 
 def _nonfinite_adapter_weights(resident: ResidentBase) -> list[str]:
+    """The active adapter's non-finite weights, named as in its file: peft names the attached copy
+    `...lora_A.<slot>.weight`, and the slot is the worker's own name for it, which means nothing to
+    the pusher."""
     import torch
 
-    name = resident.active
-    return [n for n, p in resident.model.named_parameters() if f".{name}." in f".{n}." and not torch.isfinite(p).all()][
-        :5
-    ]
+    slot = f".{resident.active}."
+    bad = [n for n, p in resident.model.named_parameters() if slot in f".{n}." and not torch.isfinite(p).all()]
+    return [f".{n}.".replace(slot, ".").strip(".") for n in bad[:5]]
 
 
 def dynamic_check(resident: ResidentBase) -> tuple[str, list[str], dict]:

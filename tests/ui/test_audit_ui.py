@@ -335,9 +335,11 @@ def test_a_version_page_shows_its_history_to_every_reader(client, alice, bob, fa
     url = "/adapters/acme/bot-1/v1/"
     body = signed_in(client, alice).get(url).content.decode()
     history = body[body.index('<section class="card" id="history">') :]
-    about_child = AuditEvent.objects.filter(object_id__in=[str(child.id), str(job.id)]).order_by("-seq")
+    # The version's events and its jobs' (the push's compatibility job is dispatched in the push).
+    child_jobs = [str(j.id) for j in Job.objects.filter(adapter_version=child)]
+    about_child = AuditEvent.objects.filter(object_id__in=[str(child.id), *child_jobs]).order_by("-seq")
     assert [int(s) for s in re.findall(r'<td class="num">#(\d+)</td>', history)] == [e.seq for e in about_child]
-    assert {"adapter.upload", "job.cancel"} <= {e.type for e in about_child}
+    assert {"adapter.upload", "job.dispatch", "job.cancel"} <= {e.type for e in about_child}
     assert "not this version" not in history and HOSTILE not in history and ESCAPED in history
     assert "/audit/" not in history  # an engineer gets no links to pages they may not open
     audited = signed_in(client, bob).get(url).content.decode()

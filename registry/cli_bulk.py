@@ -77,8 +77,14 @@ def add_parser(commands, cli_error: type[Exception]) -> None:
         help=f"adapters per request (default and most: {MAX_ITEMS_PER_REQUEST})",
     )
     push_many.add_argument("--batch-mb", type=float, default=256.0, help="megabytes per request (default 256)")
+    # Two: `make run` and docker-compose run two or more web workers, and a second request's
+    # validation overlaps the first one's write (BENCHMARKS.md, "Bulk registration": 121 -> 186/s).
     push_many.add_argument(
-        "--parallel", type=int, default=1, help="requests in flight at once (default 1; the server must have workers)"
+        "--parallel",
+        type=int,
+        default=2,
+        help="requests in flight at once (default 2, 1 to 8); a batch naming a parent pushed in one "
+        "still in flight waits for it",
     )
     push_many.set_defaults(handler=lambda args, registry: push_many_run(args, registry, cli_error))
 
@@ -91,17 +97,16 @@ def push_many_run(args, registry, cli_error) -> None:
     items = read_source(Path(args.source), args.base, args.namespace, cli_error)
     progress = Progress(total=len(items), enabled=args.progress)
     counts = {"created": 0, "existing": 0, "refused": 0}
+    all_batches = list(batches(items, args.batch_size, int(args.batch_mb * 1024 * 1024)))
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        sent = pool.map(
-            lambda batch: (batch, _push_batch(registry, batch, cli_error)),
-            batches(items, args.batch_size, int(args.batch_mb * 1024 * 1024)),
-        )
         try:
-            for batch, body in sent:  # in order, whatever order the answers came in
-                for item, result in zip(batch, body["results"], strict=True):
-                    counts[result["status"]] += 1
-                    _print_result(item, result, args.json)
-                progress.advance(len(batch))
+            for wave in waves(all_batches):
+                sent = pool.map(lambda batch: (batch, _push_batch(registry, batch, cli_error)), wave)
+                for batch, body in sent:  # in order, whatever order the answers came in
+                    for item, result in zip(batch, body["results"], strict=True):
+                        counts[result["status"]] += 1
+                        _print_result(item, result, args.json)
+                    progress.advance(len(batch))
         finally:
             pool.shutdown(cancel_futures=True)  # after a batch refused whole, send no more
     progress.close()
@@ -212,6 +217,28 @@ def _adapter_files(item: Item, cli_error, *, where: str) -> list[tuple[str, Path
 
 
 # --- Sending ---------------------------------------------------------------------------------
+
+
+def waves(all_batches: list[list[Item]]) -> list[list[list[Item]]]:
+    """The batches in consecutive groups that may be in flight together. A batch naming a parent
+    that a batch of its group pushes starts a new group, so it is sent once that parent's batch has
+    answered: the server finds a parent pushed earlier in the same request, not one in a request
+    still being written."""
+    groups: list[list[list[Item]]] = []
+    pushed: set[str] = set()  # the names the current group pushes
+    for batch in all_batches:
+        parents = {_parent_name(item.parent) for item in batch if item.parent}
+        if not groups or parents & pushed:
+            groups.append([])
+            pushed = set()
+        groups[-1].append(batch)
+        pushed |= {item.name for item in batch}
+    return groups
+
+
+def _parent_name(parent: str) -> str:
+    """`namespace/name` of a parent reference (`ns/name:v3`, `ns/name@sha256:…`, `ns/name`)."""
+    return parent.split("@", 1)[0].split(":", 1)[0]
 
 
 def batches(items: list[Item], max_items: int, max_bytes: int):

@@ -126,3 +126,17 @@ def test_batches_stay_within_the_servers_limits(tmp_path):
     assert [len(batch) for batch in batches(items, 200, 10**9)] == [85, 5]  # 256 file parts at most
     assert [len(batch) for batch in batches(items, 40, 10**9)] == [40, 40, 10]
     assert [len(batch) for batch in batches(items, 200, 300)] == [10] * 9  # 30 bytes an adapter
+
+
+def test_a_batch_naming_a_parent_in_flight_waits_for_it_and_the_others_go_together(tmp_path):
+    from registry.cli_bulk import Item, waves
+
+    def item(name, parent=""):
+        return Item(1, tmp_path, name, "acme/llama:v1", parent=parent)
+
+    first, second = [item("acme/a"), item("acme/b")], [item("acme/c")]
+    child = [item("acme/d", parent="acme/a:v1")]
+    grandchild = [item("acme/e", parent="acme/d@sha256:" + "0" * 64)]
+    unrelated = [item("acme/f", parent="acme/old:v2")]  # a parent registered before: no wait
+    assert waves([first, second, child, unrelated, grandchild]) == [[first, second], [child, unrelated], [grandchild]]
+    assert waves([first]) == [[first]]

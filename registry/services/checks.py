@@ -17,7 +17,7 @@ from registry.compat import StaticResult, static_compatibility
 from registry.formats.peft_config import peft_overrides
 from registry.formats.safetensors_header import TensorInfo
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
-from registry.services.jobs import base_tensor_index, job_create, version_tensor_headers
+from registry.services.jobs import base_tensor_index, job_create, job_router, version_tensor_headers
 from registry.services.suites import suite_check_fits, suite_misfit
 from registry.services.transitions import version_rejected, version_status_move
 
@@ -103,13 +103,14 @@ def adapter_version_checks_start(
     )
     if check.verdict == Check.Verdict.FAIL:
         return
-    job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version)
+    route = job_router()  # the live workers read once for the push's jobs
+    job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version, route=route)
     if new_name:
         return
     for suite in EvaluationSuite.objects.filter(attachments__adapter=version.adapter_id):
         if suite_misfit(suite, version):  # e.g. a version on another base: nothing a worker could run
             continue
-        job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite)
+        job_create(kind=Job.Kind.EVALUATION, adapter_version=version, suite=suite, route=route)
 
 
 @transaction.atomic

@@ -178,17 +178,18 @@ def job_enqueue(job: Job) -> None:
     transaction.on_commit(lambda: job_dispatch(job.id), robust=True)
 
 
-def job_create(*, kind: str, adapter_version: AdapterVersion, suite: EvaluationSuite | None = None) -> Job:
+def job_create(*, kind: str, adapter_version: AdapterVersion, suite: EvaluationSuite | None = None, route=None) -> Job:
     """A queued job, routed and recorded as dispatched in the caller's transaction; its message is
     published once that transaction commits.
 
     Routing and the `job.dispatch` event ride in the transaction that creates the job (a push's),
     rather than in a second one after the commit: one commit, and no re-read of the job, per job.
     If the publish then fails, the dispatch is undone (`_publish_failed`) and the periodic
-    dispatcher sends the job later, as for any lost message."""
+    dispatcher sends the job later, as for any lost message. `route`: a `job_router()` shared by
+    the jobs of one push, so the live workers are read once for all of them."""
     audit_chain_lock()  # before the job's row, which share-locks its version: see transitions.py
     job = Job(kind=kind, adapter_version=adapter_version, suite=suite)
-    queue = route_job(job)
+    queue = (route or route_job)(job)
     job.queue, job.dispatched_at, job.dispatch_attempts = queue, timezone.now(), 1
     job.save(force_insert=True)
     audit_record(type="job.dispatch", **audit_subject(job), after={"queue": queue, "kind": job.kind, "attempt": 1})

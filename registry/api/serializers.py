@@ -8,6 +8,21 @@ from registry.formats.strict_json import load_json
 from registry.models import AdapterVersion, BaseModelVersion, Check, EvaluationSuite, Job, Status, Worker
 from registry.selectors import ADAPTER_METADATA_FIELDS, BASE_METADATA_FIELDS
 
+_KEPT: dict[type, serializers.BaseSerializer] = {}
+
+
+def represent(serializer_class: type[serializers.BaseSerializer], instance) -> dict:
+    """`serializer_class(instance).data`, rendered by one serializer per class kept for the process.
+
+    Building a ModelSerializer's fields (a deep copy of every declared one, the model's metadata
+    read for the rest) took 2 ms of a push's response, rendering the version with them 0.5 ms.
+    For the version serializers, which read no context (no request): their fields keep no state
+    between calls, so threads may share them."""
+    serializer = _KEPT.get(serializer_class)
+    if serializer is None:
+        serializer = _KEPT.setdefault(serializer_class, serializer_class())
+    return serializer.to_representation(instance)
+
 
 class FileSerializer(serializers.Serializer):
     path = serializers.CharField()

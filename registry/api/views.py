@@ -75,7 +75,7 @@ def _submitted_name(request) -> str:
 
 def _upload_response(result, serializer_class) -> Response:
     code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-    return Response(serializer_class(result.version).data, status=code)
+    return Response(s.represent(serializer_class, result.version), status=code)
 
 
 class BaseVersionListView(APIView):
@@ -118,7 +118,7 @@ class BaseVersionDetailView(APIView):
     def get(self, request, ref):
         version = selectors.base_version_get(ref)
         version.adapter_count = selectors.base_adapter_count(version.pk)  # a counter, not a scan
-        return Response(s.BaseVersionDetailSerializer(version).data)
+        return Response(s.represent(s.BaseVersionDetailSerializer, version))
 
 
 class BaseVersionAdaptersView(APIView):
@@ -178,7 +178,7 @@ class AdapterVersionListView(APIView):
 class AdapterVersionDetailView(APIView):
     @extend_schema(responses=s.AdapterVersionDetailSerializer)
     def get(self, request, ref):
-        return Response(s.AdapterVersionDetailSerializer(selectors.adapter_version_get(ref)).data)
+        return Response(s.represent(s.AdapterVersionDetailSerializer, selectors.adapter_version_get(ref)))
 
 
 def _lineage_payload(lineage: selectors.Lineage) -> dict:

@@ -14,7 +14,7 @@ Run: CELERY_BROKER_URL=redis://127.0.0.1:6379/<db> .venv/bin/python benchmarks/p
 the same adapters to it, interleaved, for a before/after on the same load; each registry's server
 CPU per push (gunicorn + its PostgreSQL) is printed too, a figure other processes do not inflate.
 `--profile` instead pushes in-process through Django's test client and prints the SQL statements of
-one push and a cProfile (PROFILE_SORT=tottime|cumulative, PROFILE_FILTER=<regex>), no HTTP.
+one push, the unprofiled p50 of 40 more, and a cProfile (PROFILE_SORT=tottime|cumulative, PROFILE_FILTER=<regex>), no HTTP.
 """
 
 import argparse
@@ -259,10 +259,16 @@ def run_profile(base_ref: str, adapter_dir: Path) -> None:
     print(f"{len(queries)} SQL statements in one push:")
     for query in queries.captured_queries:
         print(f"  {query['time']}s  {query['sql'][:160]}")
+    plain = []
+    for i in range(2, 42):  # unprofiled first: cProfile itself slows a push by about half
+        started = time.perf_counter()
+        push(i)
+        plain.append(time.perf_counter() - started)
+    print(f"in-process push, unprofiled: p50 {statistics.median(plain) * 1000:.1f} ms over {len(plain)}")
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    for i in range(2, 22):
+    for i in range(42, 62):
         push(i)
     profiler.disable()
     print(f"in-process push: {(time.perf_counter() - started) / 20 * 1000:.1f} ms on average over 20 (profiled)")

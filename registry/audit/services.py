@@ -99,6 +99,7 @@ class _HeldHead:
 
     head: AuditChainHead
     savepoints: tuple
+    pending: list | None = None  # a batched block's events, chained but not yet written
 
     def still_current(self) -> bool:
         # Savepoint ids are never reused within a transaction, so the head is still the row's
@@ -120,7 +121,7 @@ _held_head: contextvars.ContextVar[_HeldHead | None] = contextvars.ContextVar("a
 
 
 @contextmanager
-def audit_chain_held():
+def audit_chain_held(*, batched: bool = False):
     """A transaction that records several events and locks the head once.
 
     Every audited service takes the head first (`audit_chain_lock`) and every event reads it before
@@ -128,18 +129,48 @@ def audit_chain_held():
     Inside this block the first one locks it and the rest, and every append, use the head as this
     transaction's own appends left it. A savepoint rolled back after an append makes the next
     reader query the row again (`_HeldHead.still_current`). Nested in another such block it is a
-    plain atomic block: the outer one's head stays the one every append moves."""
+    plain atomic block: the outer one's head stays the one every append moves.
+
+    `batched`: the block's events are chained as they are recorded and written together, with
+    the head's move, by one statement as the block ends (a push records four: three round trips
+    fewer while the head is locked). An event recorded inside a savepoint opened in such a block
+    is refused (RuntimeError): were that savepoint rolled back, the batch could not tell which of
+    its events went with it. An error leaving the block takes the unwritten events with it."""
     if _held_head.get() is not None:
         with transaction.atomic():
             yield
         return
     with transaction.atomic():
-        held = _HeldHead(head=_query_locked_head(), savepoints=_open_savepoints())
+        held = _HeldHead(head=_query_locked_head(), savepoints=_open_savepoints(), pending=[] if batched else None)
         token = _held_head.set(held)
         try:
             yield
+            if held.pending:
+                events, held.pending = held.pending, None
+                _insert_many_and_move_head(events)
         finally:
             _held_head.reset(token)
+
+
+def _batch_of_this_block() -> "_HeldHead | None":
+    """The batched held block an event recorded now joins, None when it is written at once."""
+    held = _held_head.get()
+    if held is None or held.pending is None:
+        return None
+    if connection.needs_rollback or _open_savepoints() != held.savepoints:
+        raise RuntimeError("an audit event was recorded inside a savepoint of a batched audit_chain_held block")
+    return held
+
+
+def _deferred(held: _HeldHead, fields_list: list[dict], now) -> list[AuditEvent]:
+    """Chain events after the batch's head in memory; the block writes them as it ends."""
+    events = []
+    for fields in fields_list:
+        event = _chained_event(fields, seq=held.head.seq + 1, prev_hash=held.head.head_hash, now=now)
+        held.head = AuditChainHead(id=1, seq=event.seq, head_hash=event.entry_hash)
+        events.append(event)
+    held.pending.extend(events)
+    return events
 
 
 def _locked_head() -> AuditChainHead:
@@ -265,6 +296,9 @@ def _event_fields(
 
 
 def _append(fields: dict) -> AuditEvent:
+    batch = _batch_of_this_block()
+    if batch is not None:
+        return _deferred(batch, [fields], timezone.now())[0]
     head = _locked_head()
     # The time is read under the lock, so times never go backwards along the chain.
     event = _chained_event(fields, seq=head.seq + 1, prev_hash=head.head_hash, now=timezone.now())
@@ -329,6 +363,9 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     if not events:
         return []
     fields = [_event_fields(**event) for event in events]
+    batch = _batch_of_this_block()
+    if batch is not None:
+        return _deferred(batch, fields, timezone.now())
     with transaction.atomic(savepoint=False):
         head = _locked_head()
         now = timezone.now()

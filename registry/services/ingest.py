@@ -357,7 +357,8 @@ def adapter_version_ingest(
     # A re-push of the same files is found under the row lock below, which a new version needs
     # anyway: one query fewer for every new version than looking before the transaction too.
     def write_rows() -> IngestResult:
-        with audit_chain_held():  # one transaction, the chain head locked once for its events
+        # One transaction; the chain head locked once, and the push's events written by one statement.
+        with audit_chain_held(batched=True):
             return write_rows_locked()
 
     def write_rows_locked() -> IngestResult:

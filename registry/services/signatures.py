@@ -247,7 +247,9 @@ def signature_record(
 ) -> tuple[Signature, bool]:
     """Store a verified signature on a version (idempotent by bundle hash) and its verification."""
     fields = _signature_row_fields(checked, is_registry=is_registry)
-    with transaction.atomic():
+    # No savepoint: a push records the signature inside its batched audit block (ingest.py), where an
+    # event in a savepoint is refused; an error here rolls the caller's transaction back anyway.
+    with transaction.atomic(savepoint=False):
         signature, created = Signature.objects.get_or_create(
             version=version,
             bundle_sha256=fields["bundle_sha256"],

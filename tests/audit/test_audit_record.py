@@ -210,3 +210,54 @@ def test_a_nested_held_block_moves_the_outer_ones_head():
         last = record(type="version.status", object_id="outer-2")
     assert last.seq == 3
     assert audit_chain_verify() == 3
+
+
+# --- A batched held block: the events written by one statement as it ends --------------------
+
+
+def event_inserts(queries) -> int:
+    return sum("INSERT INTO registry_auditevent" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_a_batched_block_chains_its_events_and_writes_them_with_one_statement():
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.audit.services import audit_chain_held, audit_record_many
+
+    record(type="adapter.upload", object_id="before")
+    with CaptureQueriesContext(connection) as queries, audit_chain_held(batched=True):
+        single = record(type="version.status", object_id="v1")
+        several = audit_record_many([{"type": "job.dispatch", "object_id": f"j{i}"} for i in range(2)])
+        last = record(type="version.status", object_id="v2")
+        assert not AuditEvent.objects.filter(seq__gt=1).exists()  # nothing written yet
+    assert event_inserts(queries) == 1 and head_locks(queries) == 1
+    assert [e.seq for e in (single, *several, last)] == [2, 3, 4, 5]
+    assert [e.object_id for e in AuditEvent.objects.order_by("seq")] == ["before", "v1", "j0", "j1", "v2"]
+    assert audit_chain_verify() == 5
+    assert record(type="version.status", object_id="after").seq == 6  # the head moved with the batch
+
+
+@pytest.mark.django_db
+def test_an_error_leaving_a_batched_block_takes_its_unwritten_events_with_it():
+    from registry.audit.services import audit_chain_held
+
+    first = record(type="adapter.upload", object_id="kept")
+    with pytest.raises(ValueError), transaction.atomic():
+        with audit_chain_held(batched=True):
+            record(type="version.status", object_id="lost")
+            raise ValueError("the change fails")
+    assert list(AuditEvent.objects.values_list("object_id", flat=True)) == ["kept"]
+    assert record(type="version.status", object_id="next").prev_hash == first.entry_hash
+    assert audit_chain_verify() == 2
+
+
+@pytest.mark.django_db
+def test_a_batched_block_refuses_an_event_inside_a_savepoint_of_its_own():
+    from registry.audit.services import audit_chain_held
+
+    with pytest.raises(RuntimeError, match="savepoint"), audit_chain_held(batched=True):
+        record(type="version.status", object_id="outside-the-savepoint")
+        with transaction.atomic():
+            record(type="version.status", object_id="inside-it")
+    assert not AuditEvent.objects.exists()

@@ -79,6 +79,36 @@ def test_unknown_references_say_why(pushed, ref, code):
     assert raised.value.code == code
 
 
+def model_state(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+@pytest.mark.parametrize("creator", ["alice", None])
+def test_a_base_read_by_its_sql_is_the_version_the_orm_reads(alice, zoo, creator):
+    """base_version_get writes its SQL by hand (a push's hot path): every column, the base model
+    and the creator (or none) come back as the ORM's own resolve_ref builds them, in every form."""
+    from registry.selectors import base_version_queryset, resolve_ref
+
+    with incoming_from_directory(zoo.llama) as files:
+        first = base_model_version_ingest(name="acme/llama", files=files, user=alice if creator else None).version
+    with incoming_from_directory(zoo.llama_sharded) as files:
+        newest = base_model_version_ingest(name="acme/llama", files=files, user=None).version
+    refs = ["acme/llama:v1", f"acme/llama@sha256:{first.digest}", "acme/llama", "acme/llama:latest", str(first.id)]
+    for ref in refs:
+        by_hand = base_version_get(ref)
+        by_orm = resolve_ref(base_version_queryset(), ref, kind="base", repository_field="base_model")
+        assert by_hand.id == by_orm.id == (newest.id if ref in ("acme/llama", "acme/llama:latest") else first.id)
+        assert model_state(by_hand) == model_state(by_orm), ref
+        assert model_state(by_hand.base_model) == model_state(by_orm.base_model)
+        assert (by_hand.created_by and by_hand.created_by.username) == (by_orm.created_by and by_orm.created_by.username)
+    assert base_version_get("acme/llama:v1").tensor_index["tensors"]  # JSON columns decoded
+    assert base_version_get("acme/llama:v1").created_by == (alice if creator else None)
+    for missing in ["acme/llama:v3", "acme/llama:production", "acme/other", "00000000-0000-0000-0000-000000000000"]:
+        with pytest.raises(RegistryError) as raised:
+            base_version_get(missing)
+        assert raised.value.code == "base_not_found", missing
+
+
 def test_references_work_in_api_urls(pushed, alice_client):
     _, adapter = pushed
     for ref in ["acme/bot:v1", f"acme/bot@sha256:{adapter.digest}", str(adapter.id)]:

@@ -19,7 +19,8 @@ from registry.formats.safetensors_header import TensorInfo
 from registry.models import AdapterVersion, Check, EvaluationSuite, Job, Status
 from registry.services.jobs import base_tensor_index, job_create, job_router, version_tensor_headers
 from registry.services.suites import suite_check_fits, suite_misfit
-from registry.services.transitions import version_rejected, version_status_move
+from registry.services.transitions import version_rejected, version_status_event, version_status_move
+from registry.webhooks.services import webhook_version_status
 
 Tensors = dict[str, TensorInfo]
 
@@ -30,10 +31,8 @@ def adapter_version_static_check(
     *,
     adapter_tensors: Tensors | None = None,
     base_tensors: Tensors | None = None,
-    just_inserted: bool = False,
 ) -> Check:
-    """Compare the version's headers with its base's; tensors not given are read from the store.
-    `just_inserted`: the caller's transaction created the version (see `version_status_move`)."""
+    """Compare the version's headers with its base's; tensors not given are read from the store."""
     if adapter_tensors is None:
         adapter_tensors = version_tensor_headers(version)
     if base_tensors is None:
@@ -56,9 +55,9 @@ def adapter_version_static_check(
     audit_record(**static_check_event(version, result))
     status, reason = static_check_status(result)
     if status == Status.REJECTED:
-        version_rejected(version, reason, just_inserted=just_inserted)
+        version_rejected(version, reason)
     else:
-        version_status_move(version, status, just_inserted=just_inserted)
+        version_status_move(version, status)
     return check
 
 
@@ -88,20 +87,22 @@ def static_check_status(result: StaticResult) -> tuple[str, str]:
 
 
 @transaction.atomic(savepoint=False)
-def adapter_version_checks_start(
-    version: AdapterVersion,
-    *,
-    adapter_tensors: Tensors | None = None,
-    base_tensors: Tensors | None = None,
-    new_name: bool = False,
-) -> None:
-    """Static check now; the dynamic check and attached evaluations on the worker pool. For a
-    version the caller's transaction has just inserted (a push); `new_name`: so was its adapter's
-    name, to which no suite can be attached yet."""
-    check = adapter_version_static_check(
-        version, adapter_tensors=adapter_tensors, base_tensors=base_tensors, just_inserted=True
+def adapter_version_checks_start(version: AdapterVersion, static: StaticResult, *, new_name: bool = False) -> None:
+    """The checks of a version its push has just inserted, in the status the static check's finding
+    gives (`static_check_status`): the static check's row and events (`version.status` from
+    received, as a move records it), then the dynamic check and attached evaluations on the worker
+    pool. `new_name`: the adapter's name is new too, so no suite can be attached to it yet."""
+    Check.objects.create(
+        adapter_version=version,
+        kind=Check.Kind.STATIC,
+        verdict=static.verdict,
+        reasons=static.reasons,
+        details=static.details,
     )
-    if check.verdict == Check.Verdict.FAIL:
+    audit_record(**static_check_event(version, static))
+    audit_record(**version_status_event(version, Status.RECEIVED, "", version.status, version.status_reason))
+    if version.status == Status.REJECTED:
+        webhook_version_status(version, before=Status.RECEIVED, after=version.status, reason=version.status_reason)
         return
     route = job_router()  # the live workers read once for the push's jobs
     job_create(kind=Job.Kind.COMPATIBILITY, adapter_version=version, route=route)

@@ -43,7 +43,7 @@ from registry.models import (
 )
 from registry.refs import NAME_PATTERN, parse_name
 from registry.selectors import adapter_version_get, base_version_get
-from registry.services.checks import adapter_version_checks_start
+from registry.services.checks import adapter_version_checks_start, static_check_result, static_check_status
 from registry.services.jobs import base_tensor_index
 from registry.services.signatures import CheckedSignature, signature_check_upload, signature_record
 from registry.storage import get_blob_store
@@ -352,7 +352,17 @@ def adapter_version_ingest(
         raw=signature,
         user=user,
     )
-    base_tensors = _base_tensors(base_version)
+    version = AdapterVersion(
+        base_version=base_version,
+        parent=parent,
+        created_by=user,
+        card=_adapter_card(summary.card, base_version),
+        **_adapter_version_fields(summary),
+        **cleaned_provenance,
+    )
+    # Before the transaction: the static check reads headers only, and its verdict is the status
+    # the version is inserted in (no UPDATE after the INSERT), as a bulk registration does.
+    static = static_check_result(version, adapter_tensors=summary.tensors, base_tensors=_base_tensors(base_version))
 
     # A re-push of the same files is found under the row lock below, which a new version needs
     # anyway: one query fewer for every new version than looking before the transaction too.
@@ -366,28 +376,20 @@ def adapter_version_ingest(
         existing, number = _existing_or_next(adapter, adapter_created, summary.digest)
         if existing is not None:
             return _check_existing_matches(existing, base_version, parent, checked, user)
-        version = AdapterVersion.objects.create(
-            adapter=adapter,
-            number=number,
-            base_version=base_version,
-            parent=parent,
-            created_by=user,
-            card=_adapter_card(summary.card, base_version),
-            **_adapter_version_fields(summary),
-            **cleaned_provenance,
-        )
+        version.adapter, version.number = adapter, number
+        upload = upload_event("adapter", version, files, base=base_version.ref, parent=parent.ref if parent else None)
+        status, reason = static_check_status(static)
+        version.status, version.status_reason = status, reason[:2000]
+        version.save(force_insert=True)
         _record_blobs(files)
         file_rows = AdapterFile.objects.bulk_create(
             [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for f in files]
         )
         _as_read_back(version, file_rows, signed=checked is not None)
-        _record_upload("adapter", version, files, base=base_version.ref, parent=parent.ref if parent else None)
+        audit_record(**upload)
         if checked is not None:
             signature_record(version, checked, trigger="upload", user=user)
-        # The static check moves `version.status` (and its reason) on this instance as it writes them.
-        adapter_version_checks_start(
-            version, adapter_tensors=summary.tensors, base_tensors=base_tensors, new_name=adapter_created
-        )
+        adapter_version_checks_start(version, static, new_name=adapter_created)
         return IngestResult(version, created=True)
 
     try:

@@ -43,16 +43,11 @@ class Move:
 
 # No savepoint (here and in the static check): an error rolls the caller's transaction back whole.
 @transaction.atomic(savepoint=False)
-def version_status_move(version: AdapterVersion, status: str, reason: str = "", *, just_inserted: bool = False) -> Move:
+def version_status_move(version: AdapterVersion, status: str, reason: str = "") -> Move:
     """Set an adapter version's status (and why). The row is locked, so `before` is the status it left.
-
-    `just_inserted`: the caller's transaction inserted this row, so no other writer can have seen
-    or moved it and `version` holds its state: no lock and re-read (a push's static check)."""
+    (A push inserts its version in the status its static check gives: checks.adapter_version_checks_start.)"""
     audit_chain_lock()
-    if just_inserted:
-        current = version
-    else:
-        current = AdapterVersion.objects.select_for_update().only("status", "status_reason").get(id=version.id)
+    current = AdapterVersion.objects.select_for_update().only("status", "status_reason").get(id=version.id)
     current_status, current_reason = current.status, current.status_reason
     reason = reason[:2000]
     if (current_status, current_reason) != (status, reason):
@@ -74,8 +69,8 @@ def version_status_event(version: AdapterVersion, before: str, before_reason: st
     }
 
 
-def version_rejected(version: AdapterVersion, reason: str, *, just_inserted: bool = False) -> Move:
-    return version_status_move(version, Status.REJECTED, reason, just_inserted=just_inserted)
+def version_rejected(version: AdapterVersion, reason: str) -> Move:
+    return version_status_move(version, Status.REJECTED, reason)
 
 
 # --- Jobs: queued -> running -> succeeded | failed; cancelled; running -> queued again -------

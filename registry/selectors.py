@@ -21,6 +21,7 @@ from registry.models import (
     Worker,
 )
 from registry.refs import parse_ref
+from registry.rows import fetch_instances, select_list
 
 LATEST_ALIAS = "latest"
 
@@ -91,45 +92,22 @@ def base_version_get(ref: str) -> BaseModelVersion:
     return found
 
 
-def _columns(model) -> list:
-    return list(model._meta.concrete_fields)
-
-
 def _base_version_row(where: str, params: list, order: str) -> BaseModelVersion | None:
     """One base version with its base model and creator, as base_version_queryset() builds them."""
     from django.contrib.auth import get_user_model
 
-    parts = [(BaseModelVersion, "v"), (BaseModel, "m"), (get_user_model(), "u")]
-    select = ", ".join(f"{alias}.{field.column}" for model, alias in parts for field in _columns(model))
+    user_model = get_user_model()
     sql = (
-        f"SELECT {select} FROM {BaseModelVersion._meta.db_table} v "
-        f"JOIN {BaseModel._meta.db_table} m ON m.id = v.base_model_id "
-        f"LEFT JOIN {get_user_model()._meta.db_table} u ON u.id = v.created_by_id "
-        f"WHERE {where} {order} LIMIT 1"
+        f"SELECT {select_list([(BaseModelVersion, 'v'), (BaseModel, 'm'), (user_model, 'u')])} "
+        f"FROM {BaseModelVersion._meta.db_table} v JOIN {BaseModel._meta.db_table} m ON m.id = v.base_model_id "
+        f"LEFT JOIN {user_model._meta.db_table} u ON u.id = v.created_by_id WHERE {where} {order} LIMIT 1"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+    found = fetch_instances(sql, params, [BaseModelVersion, BaseModel, user_model])
+    if found is None:
         return None
-    instances, start = [], 0
-    for model, _alias in parts:
-        fields = _columns(model)
-        values = [_from_db(field, value) for field, value in zip(fields, row[start : start + len(fields)], strict=True)]
-        start += len(fields)
-        instances.append(model.from_db(connection.alias, [f.attname for f in fields], values))
-    version, base_model, creator = instances
-    version.base_model = base_model
-    version.created_by = creator if version.created_by_id is not None else None
+    version, base_model, creator = found
+    version.base_model, version.created_by = base_model, creator
     return version
-
-
-def _from_db(field, value):
-    """A column's value as the ORM hands it to the model: through the backend's and the field's
-    converters (JSON decoded, and the like), as the SQL compiler applies them."""
-    for converter in connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection):
-        value = converter(value, field.cached_col, connection)
-    return value
 
 
 def adapter_version_get(ref: str) -> AdapterVersion:

@@ -31,6 +31,28 @@ def test_it_rejects_a_bad_token(db):
     assert response.json()["error"]["code"] == "authentication_failed"
 
 
+def test_a_token_read_by_its_sql_is_the_one_the_orm_reads_and_an_inactive_user_is_refused(alice):
+    """The token lookup every API call makes is written SQL (registry/api/authentication.py)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from registry.api.authentication import _token_with_user
+
+    issued = Token.objects.create(user=alice)
+    by_hand, by_orm = _token_with_user(issued.key), Token.objects.select_related("user").get(key=issued.key)
+    for mine, theirs in [(by_hand, by_orm), (by_hand.user, by_orm.user)]:
+        assert {f.attname: getattr(mine, f.attname) for f in type(mine)._meta.concrete_fields} == {
+            f.attname: getattr(theirs, f.attname) for f in type(theirs)._meta.concrete_fields
+        }
+    assert _token_with_user("0" * 40) is None
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issued.key}")
+    assert client.get("/api/v1/adapters/").status_code == 200
+    get_user_model().objects.filter(pk=alice.pk).update(is_active=False)
+    response = client.get("/api/v1/adapters/")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "authentication_failed"
+
+
 def test_it_exchanges_username_and_password_for_a_token(alice):
     response = APIClient().post(
         "/api/v1/auth/token", {"username": "alice", "password": "alice-password"}, format="json"

@@ -177,10 +177,11 @@ class AdapterVersion(Version):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
     )
-    # The adapter's namespace, copied onto the version by a BEFORE INSERT trigger (migrations 0017
-    # and 0019; names never move between namespaces) so that `namespace=` is one range scan of the
-    # (namespace, created_at, id) index: through the join, the planner either walked the whole list
-    # order or probed every adapter of the namespace (BENCHMARKS.md, scale). Never set from Python.
+    # The adapter's namespace, copied onto the version by a BEFORE INSERT trigger (migration 0017;
+    # since 0019 also when an adapter moves, which the registry never does) so that `namespace=` is
+    # one range scan of the (namespace, created_at, id) index: through the join, the planner either
+    # walked the whole list order or probed every adapter of the namespace (BENCHMARKS.md, scale).
+    # Never set from Python.
     namespace = models.CharField(max_length=64, editable=False, db_default="")
     # The adapter's name, copied by the same trigger (migration 0019), so that a common name search
     # filters the rows it walks in list order without looking up each one's adapter: 10,511 lookups

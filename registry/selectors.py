@@ -266,7 +266,8 @@ def _adapter_name_search(queryset: QuerySet[AdapterVersion], search: str, namesp
         common = matching is None or len(matching) > SEARCH_NAME_CAP
     if not common:
         return queryset.filter(AnyOf(F("adapter_id"), matching)), ""
-    return queryset.filter(adapter__name__substring_scan=search), namespace  # registry/search.py
+    # The version's own copy of the name (migration 0019): the walk filters the rows it reads.
+    return queryset.filter(name__substring_scan=search), namespace  # registry/search.py
 
 
 class AnyOf(Func):

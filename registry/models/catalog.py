@@ -178,10 +178,16 @@ class AdapterVersion(Version):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
     )
     # The adapter's namespace, copied onto the version by a BEFORE INSERT trigger (migration 0017;
-    # names never move between namespaces) so that `namespace=` is one range scan of the
-    # (namespace, created_at, id) index: through the join, the planner either walked the whole list
-    # order or probed every adapter of the namespace (BENCHMARKS.md, scale). Never set from Python.
+    # since 0019 also when an adapter moves, which the registry never does) so that `namespace=` is
+    # one range scan of the (namespace, created_at, id) index: through the join, the planner either
+    # walked the whole list order or probed every adapter of the namespace (BENCHMARKS.md, scale).
+    # Never set from Python.
     namespace = models.CharField(max_length=64, editable=False, db_default="")
+    # The adapter's name, copied by the same trigger (migration 0019), so that a common name search
+    # filters the rows it walks in list order without looking up each one's adapter: 10,511 lookups
+    # for a page of `support` at 10^6 names (BENCHMARKS.md, scale). Kept right by the database if an
+    # adapter is ever renamed. Never set from Python; what the API shows is still `adapter.name`.
+    name = models.CharField(max_length=128, editable=False, db_default="")
 
     peft_type = models.CharField(max_length=32)
     r = models.PositiveIntegerField(null=True)

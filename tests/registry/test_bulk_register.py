@@ -391,6 +391,15 @@ def test_versions_are_numbered_per_name_and_repeated_content_is_found_in_the_bat
     audit_chain_verify()
 
 
+def test_bulk_registered_versions_carry_their_adapters_name_for_the_search(alice_client, llama, adapter_files):
+    items = [{"name": "acme/support-bot", "base": llama}, {"name": "team/Support-Router", "base": llama}]
+    response = post_bulk(alice_client, items, [fresh_weights(adapter_files) for _ in items])
+
+    assert [r["status"] for r in response.json()["results"]] == ["created", "created"]
+    copies = AdapterVersion.objects.values_list("namespace", "name")
+    assert set(copies) == {("acme", "support-bot"), ("team", "Support-Router")}  # set by the database
+
+
 def test_an_item_whose_parent_comes_earlier_in_the_batch_finds_it(alice_client, llama, adapter_files):
     items = [
         {"name": "acme/parent", "base": llama},

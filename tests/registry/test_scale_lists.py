@@ -1,6 +1,8 @@
 """Lists at a million adapters (issue 13): keyset pages with ties, the indexed name search, and
 the indexes the lists rely on. Rows are made with bulk_create: the lists read rows, not files."""
 
+import importlib
+
 import pytest
 from django.db import connection, models
 from django.test.utils import CaptureQueriesContext
@@ -15,7 +17,9 @@ NAMES = ["support-bot", "Billing-Helper", "legal_triage", "SUPPORT-router", "sal
 @pytest.fixture
 def base(db):
     model = BaseModel.objects.create(namespace="acme", name="llama")
-    return BaseModelVersion.objects.create(base_model=model, number=1, digest="b" * 64, total_bytes=1, parameter_count=1)
+    return BaseModelVersion.objects.create(
+        base_model=model, number=1, digest="b" * 64, total_bytes=1, parameter_count=1
+    )
 
 
 def versions_of(adapters, base, per_adapter=1, created_at=None):
@@ -230,12 +234,79 @@ def test_suites_are_listed_newest_first_in_cursor_pages(alice_client, db):
     assert sorted(suite["number"] for suite in named) == [1, 4]
 
 
-def test_every_version_carries_its_adapters_namespace_whoever_inserts_it(alice_client, base):
+def test_every_version_carries_its_adapters_namespace_and_name_whoever_inserts_it(alice_client, base):
     adapters = Adapter.objects.bulk_create([Adapter(namespace=f"team-{i % 2}", name=f"x{i}") for i in range(6)])
-    rows = versions_of(adapters, base, per_adapter=2)  # bulk_create: no Python sets the column
+    rows = versions_of(adapters, base, per_adapter=2)  # bulk_create: no Python sets the columns
     assert {row.namespace for row in rows} == {"team-0", "team-1"}  # read back on insert
-    assert not AdapterVersion.objects.exclude(namespace=models.F("adapter__namespace")).exists()
+    assert {row.name for row in rows} == {f"x{i}" for i in range(6)}
+    created = AdapterVersion.objects.create(
+        adapter=adapters[0], number=9, digest="e" * 64, base_version=base, total_bytes=1, parameter_count=1,
+        peft_type="LORA", tensor_count=2,
+    )  # fmt: skip
+    assert (created.namespace, created.name) == ("team-0", "x0")
+    mismatched = models.Q(namespace=models.F("adapter__namespace")) & models.Q(name=models.F("adapter__name"))
+    assert AdapterVersion.objects.count() == 13 and not AdapterVersion.objects.exclude(mismatched).exists()
     listed = alice_client.get("/api/v1/adapters/", {"namespace": "team-1"}).json()["results"]
     assert len(listed) == 6 and {row["namespace"] for row in listed} == {"team-1"}
     plan = plan_of(AdapterVersion.objects.filter(namespace="team-1").order_by("-created_at", "-id").values("id")[:51])
     assert "adapter_version_ns_keyset" in plan
+
+
+def test_a_pushed_version_carries_its_adapters_name(api_pushed):
+    _base, adapter = api_pushed
+    assert AdapterVersion.objects.values_list("namespace", "name").get(id=adapter["id"]) == ("acme", "bot")
+
+
+def test_renaming_an_adapter_renames_its_versions_copies(alice_client, base):
+    """Nothing in the registry renames an adapter; an operator's UPDATE in the database still must
+    not leave the search finding versions under the old name."""
+    adapters = Adapter.objects.bulk_create([Adapter(namespace="ops", name=name) for name in ("support-bot", "other")])
+    versions_of(adapters, base, per_adapter=2)
+    Adapter.objects.filter(id=adapters[0].id).update(name="billing-bot", namespace="finance")
+    moved = AdapterVersion.objects.filter(adapter=adapters[0]).values_list("namespace", "name")
+    assert list(moved) == [("finance", "billing-bot")] * 2
+    untouched = AdapterVersion.objects.filter(adapter=adapters[1]).values_list("namespace", "name")
+    assert list(untouched) == [("ops", "other")] * 2
+    for search, found in [("support", set()), ("billing", {"billing-bot"})]:
+        rows = alice_client.get("/api/v1/adapters/", {"search": search}).json()["results"]
+        assert {row["name"] for row in rows} == found and len(rows) == 2 * len(found)
+
+
+def test_a_common_search_filters_the_versions_own_name_copy(alice_client, named, monkeypatch):
+    """The walk must not look up each version's adapter to test its name (BENCHMARKS.md, scale)."""
+    monkeypatch.setattr(selectors, "SEARCH_NAME_CAP", 1)
+    with CaptureQueriesContext(connection) as captured:
+        rows = alice_client.get("/api/v1/adapters/", {"search": "SUPPORT"}).json()["results"]
+    assert {row["name"] for row in rows} == {"support-bot", "SUPPORT-router", "triage-support-x"}
+    listed = [q["sql"] for q in captured.captured_queries if 'FROM "registry_adapterversion"' in q["sql"]]
+    assert listed and all('"registry_adapterversion"."name" ILIKE' in sql for sql in listed)
+    assert not any('"registry_adapter"."name" ILIKE' in sql for sql in listed)
+
+
+def test_migration_0019_keeps_the_name_copy_in_the_database(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN "
+            "('registry_adapterversion'::regclass, 'registry_adapter'::regclass)"
+        )
+        triggers = {name for (name,) in cursor.fetchall()}
+        cursor.execute(
+            "SELECT attstattarget FROM pg_attribute WHERE attrelid = 'registry_adapterversion'::regclass"
+            " AND attname = 'name'"
+        )
+        (statistics_target,) = cursor.fetchone()
+    assert {"registry_adapterversion_from_adapter", "registry_adapter_to_versions"} <= triggers
+    assert "registry_adapterversion_namespace" not in triggers  # renamed, not doubled
+    assert statistics_target == 1000  # the planner's ILIKE estimate for a common search
+
+
+def test_migration_0019_backfills_every_version_batch_by_batch(base, monkeypatch):
+    migration = importlib.import_module("registry.migrations.0019_version_name")
+    monkeypatch.setattr(migration, "BACKFILL_BATCH", 2)  # several batches, ids on their edges
+    adapters = Adapter.objects.bulk_create([Adapter(namespace="old", name=f"n{i}") for i in range(5)])
+    versions_of(adapters, base, per_adapter=2)
+    AdapterVersion.objects.update(name="")  # as the rows were before the migration
+    with connection.schema_editor() as schema_editor:
+        migration.backfill_names(None, schema_editor)
+    assert not AdapterVersion.objects.exclude(name=models.F("adapter__name")).exists()
+    assert AdapterVersion.objects.filter(name="n4").count() == 2

@@ -313,14 +313,19 @@ def _version_history(version) -> tuple[list, int]:
     return sorted(listed.values(), key=lambda row: -row.number), newest[0].number
 
 
-def _version_context(version) -> dict:
-    """What the status badge, lineage and versions table show; sent again when checks finish."""
+def _lineage_context(version) -> dict:
+    return {"lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id)}
+
+
+def _version_context(version, *, lineage: bool) -> dict:
+    """What the status badge, lineage and versions table show; sent again when checks finish.
+    Without `lineage` the page leaves the graph for htmx to fetch (?panel=lineage)."""
     history, history_total = _version_history(version)
     return {
         "version": version,
         "history": history,
         "history_total": history_total,
-        "lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id),
+        **(_lineage_context(version) if lineage else {}),
         **signing_context(version),
         **history_context(version),  # its audit events: the polled checks bring new ones along
     }
@@ -335,21 +340,32 @@ def _suite_choices(request, version) -> list:
     return list(selectors.suite_list().filter(task_type__in=runnable))
 
 
+VERSION_PANELS = ("lineage",)
+
+
 @require_GET
 @login_required
 def adapter_detail(request, namespace: str, name: str, number: int):
+    """The version page. Its lineage graph, far below the fold, is a lazy panel: htmx fetches it
+    from ?panel=lineage once the page is shown (its five queries were a third of a page whose
+    version has 10,000 children); without JavaScript that link renders the page with it."""
     version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    panel = request.GET.get("panel", "")
+    if panel and panel not in VERSION_PANELS:
+        raise Http404(f"no panel {panel[:40]!r}: the version page has {', '.join(VERSION_PANELS)}")
+    if panel and _wants_fragment(request):
+        return render(request, f"ui/adapter_detail.html#{panel}", {"version": version, **_lineage_context(version)})
     checks = _checks_context(version)
     if _wants_fragment(request):
         # Live progress: polled while jobs run; 286 tells htmx to stop once none is pending.
         # The badge, lineage and versions table come along out of band, so they change with it.
-        context = {**_version_context(version), **checks, "oob": True}
+        context = {**_version_context(version, lineage=True), **checks, "oob": True}
         response = render(request, "ui/adapter_detail.html#checks", context)
         if not checks["pending"]:
             response.status_code = HttpResponseStopPolling.status_code
         return response
     context = {
-        **_version_context(version),
+        **_version_context(version, lineage=panel == "lineage"),
         "files": list(version.files.select_related("blob")),
         **_children_context(request, version),
         "suites": _suite_choices(request, version),

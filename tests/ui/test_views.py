@@ -73,8 +73,21 @@ def test_the_adapter_page_shows_identity_lineage_and_escapes_everything(signed_i
     body = signed_in.get("/adapters/acme/bot-1/v1/").content.decode()
     assert str(child.id) in body and child.digest in body
     assert "acme/bot-0:v1" in body and "acme/bot-2:v1" in body and "acme/llama:v1" in body
-    assert body.count('<a href="/adapters/') >= 2 and "<svg" in body
+    assert body.count('<a href="/adapters/') >= 2
     assert HOSTILE not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    # The lineage graph is a lazy panel: htmx fetches it once the page is shown.
+    assert "<svg" not in body and 'hx-get="/adapters/acme/bot-1/v1/?panel=lineage" hx-trigger="load"' in body
+    graph = signed_in.get("/adapters/acme/bot-1/v1/?panel=lineage", headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in graph and graph.startswith('<div class="lineage-wrap" id="lineage">')
+    for ref in ("acme/bot-0:v1", "acme/bot-1:v1", "acme/bot-2:v1", "acme/llama:v1"):
+        assert f'data-ref="{ref}"' in graph
+    assert HOSTILE not in graph
+
+
+def test_without_javascript_the_lineage_link_renders_the_page_with_the_graph(signed_in, family):
+    body = signed_in.get("/adapters/acme/bot-1/v1/?panel=lineage").content.decode()
+    assert "<html" in body and 'data-ref="acme/bot-2:v1"' in body and 'hx-trigger="load"' not in body
+    assert signed_in.get("/adapters/acme/bot-1/v1/?panel=nope").status_code == 404
 
 
 def test_the_base_page_lists_adapters_built_on_it(signed_in, family):

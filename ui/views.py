@@ -285,7 +285,9 @@ def _readable_details(details: dict) -> list[tuple[str, list[str]]]:
 
 
 def _checks_context(version) -> dict:
-    jobs = list(selectors.jobs_of(version))
+    # Not selectors.jobs_of: the section never shows a job's version (it is this page's), so its
+    # full row and name are not joined in.
+    jobs = list(Job.objects.filter(adapter_version=version).select_related("suite").order_by("created_at"))
     evaluations = [_evaluation(job) for job in jobs if job.kind == Job.Kind.EVALUATION]
     pending = any(job.state in (Job.State.QUEUED, Job.State.RUNNING) for job in jobs)
     checks = [(check, _readable_details(check.details)) for check in version.checks.all()]
@@ -298,10 +300,25 @@ HISTORY_NEWEST = 20
 HISTORY_AROUND = 5
 
 
+HISTORY_COLUMNS = (
+    "id",
+    "adapter",  # the related manager sets each row's adapter from it
+    "number",
+    "status",
+    "created_at",
+    "base_version__number",
+    "base_version__base_model__namespace",
+    "base_version__base_model__name",
+)
+
+
 def _version_history(version) -> tuple[list, int]:
     """The versions the table lists, newest first, and how many the name has (numbers run 1..N)."""
+    # Only the columns a row shows: building the SQL for full rows of three tables (and reading the
+    # bases' tensor index JSON) cost more than running it.
     versions = (
         version.adapter.versions.select_related("base_version__base_model")
+        .only(*HISTORY_COLUMNS)
         .annotate(signed=selectors.signed_by_someone())
         .order_by("-number")
     )
@@ -382,7 +399,11 @@ OLDEST_FIRST = keyset.Ordering.parse(("created_at", "id"))
 def _children_page(request, version) -> UIPage:
     """CHILDREN_PAGE children of `version` from the request's cursor on, oldest first: one range scan
     of the (parent, created_at, id) index; the next link carries the filters."""
-    children = AdapterVersion.objects.select_related("adapter").filter(parent=version)
+    children = (
+        AdapterVersion.objects.select_related("adapter")
+        .only("id", "number", "created_at", "adapter__namespace", "adapter__name")  # what a link shows
+        .filter(parent=version)
+    )
     return keyset_page(request, children, size=CHILDREN_PAGE, count=False, ordering=OLDEST_FIRST)
 
 

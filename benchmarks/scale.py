@@ -288,6 +288,8 @@ def ui_scenarios(refs: dict) -> dict[str, tuple[str, dict]]:
         "UI base page": ("/bases/bench/llama/v2/", {}),
         "UI workers (10,000 queued)": ("/workers/", {}),
         "UI version with 10,000 children": ("/adapters/lineage/hub/v1/", {}),
+        # The page's lazy panel, which htmx fetches once the page is shown.
+        "UI lineage panel, 10,000 children": ("/adapters/lineage/hub/v1/?panel=lineage", htmx),
     }
 
 

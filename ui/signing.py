@@ -12,6 +12,17 @@ from registry.services.signatures import signing_policy_current
 
 NAMESPACE_PATTERN = re.compile(rf"{NAMESPACE_SEGMENT}")
 REFUSED_SHOWN = 5
+REFUSED_COLUMNS = (
+    "created_at",
+    "trigger",
+    "code",
+    "reason",
+    "signer_identity",
+    "certificate_subject",
+    "key_id",
+    "version__number",
+    "created_by__username",
+)
 
 
 def namespaces_requiring_signatures(namespaces) -> set[str]:
@@ -43,7 +54,8 @@ def signing_context(version) -> dict:
         signature.state = signature_state(signature)
     refused = (
         SignatureVerification.objects.filter(adapter_name=version.adapter.full_name, result=Signature.Result.FAILED)
-        .select_related("version__adapter", "created_by")
+        .select_related("version", "created_by")
+        .only(*REFUSED_COLUMNS)  # what a row shows, not the refused version's full row and its name's
         .order_by("-created_at")[:REFUSED_SHOWN]
     )
     return {

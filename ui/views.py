@@ -38,6 +38,7 @@ from ui.signing import (
     policy_document_from_text,
     signing_context,
 )
+from ui.templatetags.recency import ago
 
 
 def _wants_fragment(request) -> bool:
@@ -284,7 +285,9 @@ def _readable_details(details: dict) -> list[tuple[str, list[str]]]:
 
 
 def _checks_context(version) -> dict:
-    jobs = list(selectors.jobs_of(version))
+    # Not selectors.jobs_of: the section never shows a job's version (it is this page's), so its
+    # full row and name are not joined in.
+    jobs = list(Job.objects.filter(adapter_version=version).select_related("suite").order_by("created_at"))
     evaluations = [_evaluation(job) for job in jobs if job.kind == Job.Kind.EVALUATION]
     pending = any(job.state in (Job.State.QUEUED, Job.State.RUNNING) for job in jobs)
     checks = [(check, _readable_details(check.details)) for check in version.checks.all()]
@@ -297,10 +300,25 @@ HISTORY_NEWEST = 20
 HISTORY_AROUND = 5
 
 
+HISTORY_COLUMNS = (
+    "id",
+    "adapter",  # the related manager sets each row's adapter from it
+    "number",
+    "status",
+    "created_at",
+    "base_version__number",
+    "base_version__base_model__namespace",
+    "base_version__base_model__name",
+)
+
+
 def _version_history(version) -> tuple[list, int]:
     """The versions the table lists, newest first, and how many the name has (numbers run 1..N)."""
+    # Only the columns a row shows: building the SQL for full rows of three tables (and reading the
+    # bases' tensor index JSON) cost more than running it.
     versions = (
         version.adapter.versions.select_related("base_version__base_model")
+        .only(*HISTORY_COLUMNS)
         .annotate(signed=selectors.signed_by_someone())
         .order_by("-number")
     )
@@ -312,14 +330,19 @@ def _version_history(version) -> tuple[list, int]:
     return sorted(listed.values(), key=lambda row: -row.number), newest[0].number
 
 
-def _version_context(version) -> dict:
-    """What the status badge, lineage and versions table show; sent again when checks finish."""
+def _lineage_context(version) -> dict:
+    return {"lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id)}
+
+
+def _version_context(version, *, lineage: bool) -> dict:
+    """What the status badge, lineage and versions table show; sent again when checks finish.
+    Without `lineage` the page leaves the graph for htmx to fetch (?panel=lineage)."""
     history, history_total = _version_history(version)
     return {
         "version": version,
         "history": history,
         "history_total": history_total,
-        "lineage_svg": lineage_svg(selectors.adapter_version_lineage(version), current_id=version.id),
+        **(_lineage_context(version) if lineage else {}),
         **signing_context(version),
         **history_context(version),  # its audit events: the polled checks bring new ones along
     }
@@ -334,21 +357,32 @@ def _suite_choices(request, version) -> list:
     return list(selectors.suite_list().filter(task_type__in=runnable))
 
 
+VERSION_PANELS = ("lineage",)
+
+
 @require_GET
 @login_required
 def adapter_detail(request, namespace: str, name: str, number: int):
+    """The version page. Its lineage graph, far below the fold, is a lazy panel: htmx fetches it
+    from ?panel=lineage once the page is shown (its five queries were a third of a page whose
+    version has 10,000 children); without JavaScript that link renders the page with it."""
     version = _version_or_404(selectors.adapter_version_get, namespace, name, number)
+    panel = request.GET.get("panel", "")
+    if panel and panel not in VERSION_PANELS:
+        raise Http404(f"no panel {panel[:40]!r}: the version page has {', '.join(VERSION_PANELS)}")
+    if panel and _wants_fragment(request):
+        return render(request, f"ui/adapter_detail.html#{panel}", {"version": version, **_lineage_context(version)})
     checks = _checks_context(version)
     if _wants_fragment(request):
         # Live progress: polled while jobs run; 286 tells htmx to stop once none is pending.
         # The badge, lineage and versions table come along out of band, so they change with it.
-        context = {**_version_context(version), **checks, "oob": True}
+        context = {**_version_context(version, lineage=True), **checks, "oob": True}
         response = render(request, "ui/adapter_detail.html#checks", context)
         if not checks["pending"]:
             response.status_code = HttpResponseStopPolling.status_code
         return response
     context = {
-        **_version_context(version),
+        **_version_context(version, lineage=panel == "lineage"),
         "files": list(version.files.select_related("blob")),
         **_children_context(request, version),
         "suites": _suite_choices(request, version),
@@ -365,7 +399,11 @@ OLDEST_FIRST = keyset.Ordering.parse(("created_at", "id"))
 def _children_page(request, version) -> UIPage:
     """CHILDREN_PAGE children of `version` from the request's cursor on, oldest first: one range scan
     of the (parent, created_at, id) index; the next link carries the filters."""
-    children = AdapterVersion.objects.select_related("adapter").filter(parent=version)
+    children = (
+        AdapterVersion.objects.select_related("adapter")
+        .only("id", "number", "created_at", "adapter__namespace", "adapter__name")  # what a link shows
+        .filter(parent=version)
+    )
     return keyset_page(request, children, size=CHILDREN_PAGE, count=False, ordering=OLDEST_FIRST)
 
 
@@ -497,23 +535,74 @@ def worker_list(request):
     for worker in workers:
         worker.snapshot = worker.resident_snapshot
         worker.resident_adapters = _resident_adapters(worker.snapshot)
+    # Running jobs are at most one per worker; the queued ones page on the (state, created_at, id)
+    # index (state IN (queued, running) would walk the whole job table in created_at order).
+    running = list(selectors.job_rows().filter(state=Job.State.RUNNING).order_by("created_at", "id"))
+    jobs = keyset_page(
+        request,
+        selectors.job_rows().filter(state=Job.State.QUEUED),
+        size=JOBS_SHOWN,
+        count=False,
+        ordering=OLDEST_FIRST,
+    )
     context = {
         "workers": workers,
         "now": timezone.now(),
         "queued": capped_count(queued),
-        # Running jobs are at most one per worker; the queued ones page on the (state, created_at, id)
-        # index (state IN (queued, running) would walk the whole job table in created_at order).
-        "running": list(selectors.job_rows().filter(state=Job.State.RUNNING).order_by("created_at", "id")),
-        "jobs": keyset_page(
-            request,
-            selectors.job_rows().filter(state=Job.State.QUEUED),
-            size=JOBS_SHOWN,
-            count=False,
-            ordering=OLDEST_FIRST,
-        ),
+        "jobs": jobs,  # the pager's links
+        "job_rows": _job_table_rows([*running, *jobs]),
         "can_operate": is_admin(request.user),
     }
     return _render(request, "ui/workers.html", context, "table")
+
+
+# The jobs table's links are reversed once a page, with stand-ins that the URL patterns accept, and
+# made into format strings; each row fills in its own values: three reverse() calls, an {% include %}
+# and two filters per row were most of the page's time with 50 rows. Ids are UUIDs and namespaces
+# and names are refs.SEGMENT ([A-Za-z0-9._-]), so the values need no quoting that reverse() would do.
+_SOME_JOB = "00000000-0000-0000-0000-000000000000"
+_SOME_VERSION = ("namespace-slot", "name-slot", 999999999)
+
+
+def _link_templates() -> dict[str, str]:
+    detail = reverse("ui:adapter-detail", args=_SOME_VERSION)
+    for stand_in, field in zip(_SOME_VERSION, ("{namespace}", "{name}", "{number}"), strict=True):
+        detail = detail.replace(str(stand_in), field, 1)
+    return {
+        "redispatch": reverse("ui:job-redispatch", args=[_SOME_JOB]).replace(_SOME_JOB, "{id}", 1),
+        "cancel": reverse("ui:job-cancel", args=[_SOME_JOB]).replace(_SOME_JOB, "{id}", 1),
+        "detail": detail,
+    }
+
+
+def _job_table_rows(jobs: list[Job]) -> list[dict]:
+    """What a row of the jobs table shows, links and ages made here rather than in the template."""
+    links = _link_templates()
+    rows = []
+    for job in jobs:
+        version, job_id = job.adapter_version, str(job.id)
+        adapter = version.adapter
+        rows.append(
+            {
+                "id": job_id,
+                "kind": job.kind,
+                "suite": job.suite.ref if job.suite_id else "",
+                "adapter_ref": version.ref,
+                "adapter_url": links["detail"].format(
+                    namespace=adapter.namespace, name=adapter.name, number=version.number
+                ),
+                "state": job.state,
+                "ran_on": job.ran_on,
+                "age": ago(job.created_at),
+                "queue": job.queue,
+                "attempts": job.attempts,
+                "dispatch_attempts": job.dispatch_attempts,
+                "last_sent": ago(job.dispatched_at) if job.dispatched_at else "",
+                "redispatch_url": links["redispatch"].format(id=job_id) if job.state == Job.State.QUEUED else "",
+                "cancel_url": links["cancel"].format(id=job_id),
+            }
+        )
+    return rows
 
 
 def _resident_adapters(snapshot: ResidentSnapshot) -> list[dict]:

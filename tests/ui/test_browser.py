@@ -84,6 +84,7 @@ def test_find_an_adapter_follow_its_lineage_and_base(page, live_server, catalogu
     page.click("text=acme/support-bot-v2:v1")
     page.wait_for_url(re.compile(r"/adapters/acme/support-bot-v2/v1/$"))
     assert page.locator(".identity code").first.inner_text() == "acme/support-bot-v2:v1"
+    page.locator("svg.lineage").wait_for()  # a lazy panel: htmx fetches it once the page is shown
     assert page.locator("svg.lineage a").count() == 4  # base, parent, itself, child
     screenshot(page, "adapter-detail")
 

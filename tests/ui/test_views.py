@@ -73,8 +73,48 @@ def test_the_adapter_page_shows_identity_lineage_and_escapes_everything(signed_i
     body = signed_in.get("/adapters/acme/bot-1/v1/").content.decode()
     assert str(child.id) in body and child.digest in body
     assert "acme/bot-0:v1" in body and "acme/bot-2:v1" in body and "acme/llama:v1" in body
-    assert body.count('<a href="/adapters/') >= 2 and "<svg" in body
+    assert body.count('<a href="/adapters/') >= 2
     assert HOSTILE not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    # The lineage graph is a lazy panel: htmx fetches it once the page is shown.
+    assert "<svg" not in body and 'hx-get="/adapters/acme/bot-1/v1/?panel=lineage" hx-trigger="load"' in body
+    graph = signed_in.get("/adapters/acme/bot-1/v1/?panel=lineage", headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in graph and graph.startswith('<div class="lineage-wrap" id="lineage">')
+    for ref in ("acme/bot-0:v1", "acme/bot-1:v1", "acme/bot-2:v1", "acme/llama:v1"):
+        assert f'data-ref="{ref}"' in graph
+    assert HOSTILE not in graph
+
+
+def test_without_javascript_the_lineage_link_renders_the_page_with_the_graph(signed_in, family):
+    body = signed_in.get("/adapters/acme/bot-1/v1/?panel=lineage").content.decode()
+    assert "<html" in body and 'data-ref="acme/bot-2:v1"' in body and 'hx-trigger="load"' not in body
+    assert signed_in.get("/adapters/acme/bot-1/v1/?panel=nope").status_code == 404
+
+
+def test_refused_signatures_on_the_version_page_cost_no_query_per_row(signed_in, alice, family):
+    from registry.models import SignatureVerification
+
+    _, (_, child, _) = family
+
+    def refuse(count):
+        for _ in range(count):
+            SignatureVerification.objects.create(
+                trigger="on_demand", adapter_name="acme/bot-1", version=child, result="failed",
+                code="signature_invalid", reason="the bundle does not verify", signer_identity="ci@example.com",
+                created_by=alice,
+            )  # fmt: skip
+
+    def page():
+        with CaptureQueriesContext(connection) as queries:
+            body = signed_in.get("/adapters/acme/bot-1/v1/").content.decode()
+        return body, len(queries)
+
+    refuse(1)
+    _, one = page()
+    refuse(3)
+    body, four = page()
+    table = body[body.index('<table class="list refused">') :]
+    assert four == one and table.count("On Demand of v1") == 4 and table.count("by alice") == 4
+    assert table.count("<code>signature_invalid</code>") == 4 and table.count("ci@example.com") == 4
 
 
 def test_the_base_page_lists_adapters_built_on_it(signed_in, family):

@@ -5,9 +5,10 @@ request: a misfit adapter is rejected with reasons before anything is queued.
 When it passes, the dynamic check (a forward pass on a worker) is queued, and so
 is an evaluation on every suite attached to the adapter's name.
 
-Both run inside the pushing request's transaction, so they open no savepoints of their own
-(an error rolls the whole push back anyway) and take the headers the push has already
-validated and the base's stored tensor index rather than reading blobs again.
+A push computes the static check's finding before its transaction, from the headers it has
+already validated and the base's stored tensor index, and inserts the version in the status
+that finding gives; `adapter_version_checks_start` then records it and queues the jobs inside
+the push's transaction, opening no savepoint (an error rolls the whole push back anyway).
 """
 
 from django.db import transaction

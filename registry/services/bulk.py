@@ -34,10 +34,8 @@ from registry.errors import Conflict, RegistryError
 from registry.formats.artifact import IncomingFile, validate_adapter_upload
 from registry.models import Adapter, AdapterFile, AdapterVersion, Check, EvaluationSuite, Job, Status
 from registry.refs import InvalidRef, parse_name, parse_ref
-from registry.services.checks import static_check_event, static_check_result, static_check_status
+from registry.services.checks import static_check_event, static_check_result, static_check_row, static_check_status
 from registry.services.ingest import (
-    _adapter_card,
-    _adapter_version_fields,
     _base_tensors,
     _check_existing_matches,
     _clean_provenance,
@@ -47,6 +45,7 @@ from registry.services.ingest import (
     _resolve_base,
     _resolve_parent,
     _store_blobs,
+    unsaved_version,
     upload_event,
     upload_refusal_event,
 )
@@ -188,14 +187,7 @@ def _validate(item: BulkItem, user, lookups: _Lookups) -> _Valid:
         user=user,
         current=lookups.get("policy", namespace, signing_policy_current),
     )
-    version = AdapterVersion(
-        base_version=base_version,
-        parent=parent,
-        created_by=user,
-        card=_adapter_card(summary.card, base_version),
-        **_adapter_version_fields(summary),
-        **provenance,
-    )
+    version = unsaved_version(summary, base_version, parent, user, provenance)
     base_tensors = lookups.get("tensors", base_version.pk, lambda _: _base_tensors(base_version))
     static = static_check_result(version, adapter_tensors=summary.tensors, base_tensors=base_tensors)
     return _Valid(item, namespace, short_name, version, checked, static)
@@ -357,8 +349,7 @@ def _existing(item: _Valid, existing: AdapterVersion) -> _Outcome:
 def _new(item: _Valid, version: AdapterVersion) -> _Outcome:
     base, parent = version.base_version, version.parent
     upload = upload_event("adapter", version, item.item.files, base=base.ref, parent=parent.ref if parent else None)
-    status, reason = static_check_status(item.static)
-    version.status, version.status_reason = status, reason[:2000]
+    version.status, version.status_reason = static_check_status(item.static)
     return _Outcome(item, version=version, created=True, upload=upload)
 
 
@@ -372,17 +363,7 @@ def _insert_rows(new: list[_Outcome]) -> None:
     AdapterFile.objects.bulk_create(
         [AdapterFile(version=version, path=f.path, blob_id=f.sha256, size=f.size) for version, f in files]
     )
-    Check.objects.bulk_create([_static_check(outcome.version, outcome.valid.static) for outcome in new])
-
-
-def _static_check(version: AdapterVersion, static: StaticResult) -> Check:
-    return Check(
-        adapter_version=version,
-        kind=Check.Kind.STATIC,
-        verdict=static.verdict,
-        reasons=static.reasons,
-        details=static.details,
-    )
+    Check.objects.bulk_create([static_check_row(outcome.version, outcome.valid.static) for outcome in new])
 
 
 def _insert_jobs(new: list[_Outcome]) -> list[Job]:

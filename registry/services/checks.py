@@ -39,13 +39,7 @@ def adapter_version_static_check(
     if base_tensors is None:
         base_tensors = base_tensor_index(version.base_version)
     result = static_check_result(version, adapter_tensors=adapter_tensors, base_tensors=base_tensors)
-    check = Check(
-        adapter_version=version,
-        kind=Check.Kind.STATIC,
-        verdict=result.verdict,
-        reasons=result.reasons,
-        details=result.details,
-    )
+    check = static_check_row(version, result)
     # An upsert in one statement (update_or_create takes four and two savepoints).
     Check.objects.bulk_create(
         [check],
@@ -80,10 +74,22 @@ def static_check_event(version: AdapterVersion, result: StaticResult) -> dict:
     }
 
 
+def static_check_row(version: AdapterVersion, result: StaticResult) -> Check:
+    """The static check's row for the finding (not saved: a bulk push inserts many at once)."""
+    return Check(
+        adapter_version=version,
+        kind=Check.Kind.STATIC,
+        verdict=result.verdict,
+        reasons=result.reasons,
+        details=result.details,
+    )
+
+
 def static_check_status(result: StaticResult) -> tuple[str, str]:
-    """The status (and reason) the static check moves a new version to: rejected, or checking by workers."""
+    """The status (and reason, cut to what the column holds) the static check moves a new version
+    to: rejected, or checking by workers."""
     if result.verdict == Check.Verdict.FAIL:
-        return Status.REJECTED, f"static check: {result.reasons[0]}"
+        return Status.REJECTED, f"static check: {result.reasons[0]}"[:2000]
     return Status.CHECKING, ""
 
 
@@ -93,13 +99,7 @@ def adapter_version_checks_start(version: AdapterVersion, static: StaticResult, 
     gives (`static_check_status`): the static check's row and events (`version.status` from
     received, as a move records it), then the dynamic check and attached evaluations on the worker
     pool. `new_name`: the adapter's name is new too, so no suite can be attached to it yet."""
-    Check.objects.create(
-        adapter_version=version,
-        kind=Check.Kind.STATIC,
-        verdict=static.verdict,
-        reasons=static.reasons,
-        details=static.details,
-    )
+    static_check_row(version, static).save(force_insert=True)
     audit_record(**static_check_event(version, static))
     audit_record(**version_status_event(version, Status.RECEIVED, "", version.status, version.status_reason))
     if version.status == Status.REJECTED:

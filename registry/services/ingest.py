@@ -328,6 +328,19 @@ def _adapter_version_fields(summary: AdapterSummary) -> dict:
     }
 
 
+def unsaved_version(summary, base_version, parent, user, provenance: dict) -> AdapterVersion:
+    """A new version as its files describe it, before its name and number are known (single and
+    bulk pushes: the static check reads it before the transaction)."""
+    return AdapterVersion(
+        base_version=base_version,
+        parent=parent,
+        created_by=user,
+        card=_adapter_card(summary.card, base_version),
+        **_adapter_version_fields(summary),
+        **provenance,
+    )
+
+
 def adapter_version_ingest(
     *,
     name: str,
@@ -352,14 +365,7 @@ def adapter_version_ingest(
         raw=signature,
         user=user,
     )
-    version = AdapterVersion(
-        base_version=base_version,
-        parent=parent,
-        created_by=user,
-        card=_adapter_card(summary.card, base_version),
-        **_adapter_version_fields(summary),
-        **cleaned_provenance,
-    )
+    version = unsaved_version(summary, base_version, parent, user, cleaned_provenance)
     # Before the transaction: the static check reads headers only, and its verdict is the status
     # the version is inserted in (no UPDATE after the INSERT), as a bulk registration does.
     static = static_check_result(version, adapter_tensors=summary.tensors, base_tensors=_base_tensors(base_version))
@@ -378,8 +384,7 @@ def adapter_version_ingest(
             return _check_existing_matches(existing, base_version, parent, checked, user)
         version.adapter, version.number = adapter, number
         upload = upload_event("adapter", version, files, base=base_version.ref, parent=parent.ref if parent else None)
-        status, reason = static_check_status(static)
-        version.status, version.status_reason = status, reason[:2000]
+        version.status, version.status_reason = static_check_status(static)
         version.save(force_insert=True)
         _record_blobs(files)
         file_rows = AdapterFile.objects.bulk_create(
